@@ -1,0 +1,1 @@
+"""Tables and plots from job folders on disk. Never imports torch."""

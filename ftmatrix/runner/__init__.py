@@ -1,0 +1,1 @@
+"""Run store, planning and job launching. Never imports torch at module level."""
