@@ -164,3 +164,29 @@ def read_metrics(job_dir: str | os.PathLike) -> list[EpochMetrics]:
         except ValueError:
             continue
     return rows
+
+
+PLAN = "plan.json"
+MATRIX_SNAPSHOT = "matrix.yaml"
+
+
+class PlanEntry(_Record):
+    """One job of a plan, as the runner wrote it into runs/<matrix>/plan.json."""
+
+    id: str
+    label: str = Field(..., description="Human label from the varying axes: 'lr=1e-4 lora=r8'.")
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Varying dotted key -> display value (axis label or scalar), in axis order.",
+    )
+
+
+class PlanFile(_Record):
+    """runs/<matrix>/plan.json: what the matrix asked for, so that reports can list
+    pending jobs and know which settings vary. Rewritten (atomically) on every run."""
+
+    name: str
+    description: str = ""
+    matrix_path: str = ""
+    axes: list[str] = Field(default_factory=list, description="Varying dotted keys, in order.")
+    jobs: list[PlanEntry] = Field(default_factory=list)
