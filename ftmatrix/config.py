@@ -430,17 +430,37 @@ class JobConfig(Section):
 
     @model_validator(mode="after")
     def _combinations(self) -> JobConfig:
-        if self.task == "text-classification":
-            if self.model.source == "torchvision":
-                raise ValueError(
-                    f"task text-classification needs a Hugging Face text model, "
-                    f"not the torchvision model {self.model.name!r}"
-                )
-            if self.data.builtin == "digits":
-                raise ValueError("data.builtin 'digits' is an image dataset; task is text")
-        if self.lora.enabled and self.model.freeze_backbone:
-            raise ValueError("lora.enabled and model.freeze_backbone both set: pick one")
+        for _key, message in cross_check(self):
+            raise ValueError(message)
         return self
+
+
+def cross_check(cfg: JobConfig) -> list[tuple[str, str]]:
+    """Combinations of sections that cannot work, as (dotted key, message) pairs.
+
+    Kept outside the model so the planner can check many jobs built from cached,
+    already validated sections without validating each job from scratch.
+    """
+    problems = []
+    if cfg.task == "text-classification":
+        if cfg.model.source == "torchvision":
+            problems.append(
+                (
+                    "model.name",
+                    f"task text-classification needs a Hugging Face text model, "
+                    f"not the torchvision model '{cfg.model.name}'",
+                )
+            )
+        if cfg.data.builtin == "digits":
+            problems.append(("data.builtin", "'digits' is an image dataset; the task is text"))
+    if cfg.lora.enabled and cfg.model.freeze_backbone:
+        problems.append(
+            ("lora.enabled", "lora.enabled and model.freeze_backbone are both set: pick one")
+        )
+    return problems
+
+
+SECTIONS = ("data", "distill", "lora", "model", "output", "task", "train")  # sorted
 
 
 def normalized(cfg: JobConfig) -> dict[str, Any]:
@@ -450,23 +470,40 @@ def normalized(cfg: JobConfig) -> dict[str, Any]:
     job id: LoRA settings when LoRA is off, SGD momentum under Adam, focal gamma under
     cross-entropy, and so on.
     """
-    d = cfg.model_dump(mode="json")
-    data, model, train = d["data"], d["model"], d["train"]
-    if not cfg.data.augment.enabled or cfg.task != "image-classification":
-        data["augment"] = {"enabled": False}
-    if cfg.task == "image-classification":
-        del model["max_length"]
-        del data["text_column"]
-    else:
-        del model["image_size"]
-    if cfg.data.builtin is not None:
-        # a bundled dataset has no columns to name
-        data.pop("text_column", None)
-        del data["label_column"]
-    if not cfg.lora.enabled:
-        d["lora"] = {"enabled": False}
-    elif d["lora"]["modules_to_save"] is None:
-        d["lora"].pop("modules_to_save")
+    return {name: normalized_section(name, getattr(cfg, name), task=cfg.task) for name in SECTIONS}
+
+
+def normalized_section(name: str, section: Any, *, task: str) -> Any:
+    """One top-level section of `normalized`; depends only on the section and the task."""
+    if name == "task":
+        return section
+    d = section.model_dump(mode="json")
+    if name == "data":
+        del d["num_workers"]  # speed only
+        if not d["augment"]["enabled"] or task != "image-classification":
+            d["augment"] = {"enabled": False}
+        if task == "image-classification":
+            del d["text_column"]
+        if d["builtin"] is not None:
+            # a bundled dataset has no columns to name
+            d.pop("text_column", None)
+            del d["label_column"]
+    elif name == "model":
+        del d["max_length" if task == "image-classification" else "image_size"]
+    elif name == "lora":
+        if not d["enabled"]:
+            return {"enabled": False}
+        if d["modules_to_save"] is None:
+            del d["modules_to_save"]
+    elif name == "distill":
+        if not d["enabled"]:
+            return {"enabled": False}
+    elif name == "train":
+        _normalize_train(d)
+    return d
+
+
+def _normalize_train(train: dict[str, Any]) -> None:
     opt = train["optimizer"]
     if opt["name"] == "sgd":
         del opt["betas"], opt["eps"]
@@ -492,13 +529,10 @@ def normalized(cfg: JobConfig) -> dict[str, Any]:
         "smooth_l1": ("beta",),
     }[loss["name"]]
     train["loss"] = {"name": loss["name"], **{k: loss[k] for k in keep}}
-    if not cfg.train.early_stopping.enabled:
+    if not train["early_stopping"]["enabled"]:
         train["early_stopping"] = {"enabled": False}
     # how often progress is printed does not change what is learned
     del train["log_every"]
-    if not cfg.distill.enabled:
-        d["distill"] = {"enabled": False}
-    return d
 
 
 def canonical_json(data: Any) -> str:
