@@ -499,40 +499,53 @@ def normalized_section(name: str, section: Any, *, task: str) -> Any:
         if not d["enabled"]:
             return {"enabled": False}
     elif name == "train":
-        _normalize_train(d)
+        d = {k: normalized_train_field(k, v) for k, v in d.items()}
+        d = {k: v for k, v in d.items() if v is not _DROP}
     return d
 
 
-def _normalize_train(train: dict[str, Any]) -> None:
-    opt = train["optimizer"]
-    if opt["name"] == "sgd":
-        del opt["betas"], opt["eps"]
-        if not opt["momentum"]:
-            del opt["nesterov"]
-    else:
-        del opt["momentum"], opt["nesterov"]
-    sched = train["scheduler"]
-    keep = {
-        "none": (),
-        "step": ("step_size", "gamma"),
-        "cosine": ("warmup_fraction",),
-        "linear": ("warmup_fraction",),
-        "plateau": ("patience", "factor"),
-    }[sched["name"]]
-    train["scheduler"] = {"name": sched["name"], **{k: sched[k] for k in keep}}
-    loss = train["loss"]
-    keep = {
-        "cross_entropy": ("label_smoothing", "class_weights"),
-        "focal": ("gamma", "alpha", "class_weights"),
-        "mse": (),
-        "l1": (),
-        "smooth_l1": ("beta",),
-    }[loss["name"]]
-    train["loss"] = {"name": loss["name"], **{k: loss[k] for k in keep}}
-    if not train["early_stopping"]["enabled"]:
-        train["early_stopping"] = {"enabled": False}
-    # how often progress is printed does not change what is learned
-    del train["log_every"]
+_DROP = object()
+_SCHEDULER_KEEPS = {
+    "none": (),
+    "step": ("step_size", "gamma"),
+    "cosine": ("warmup_fraction",),
+    "linear": ("warmup_fraction",),
+    "plateau": ("patience", "factor"),
+}
+_LOSS_KEEPS = {
+    "cross_entropy": ("label_smoothing", "class_weights"),
+    "focal": ("gamma", "alpha", "class_weights"),
+    "mse": (),
+    "l1": (),
+    "smooth_l1": ("beta",),
+}
+
+
+def normalized_train_field(name: str, value: Any) -> Any:
+    """One field of the normalised `train` section (JSON data in, JSON data out).
+
+    TrainConfig has no cross-field rules, so each field normalises on its own; the
+    planner relies on this to validate and hash train settings field by field.
+    Returns `_DROP` for a field that never matters.
+    """
+    if name == "log_every":
+        return _DROP  # how often progress is printed does not change what is learned
+    if name == "optimizer":
+        opt = dict(value)
+        if opt["name"] == "sgd":
+            del opt["betas"], opt["eps"]
+            if not opt["momentum"]:
+                del opt["nesterov"]
+        else:
+            del opt["momentum"], opt["nesterov"]
+        return opt
+    if name == "scheduler":
+        return {"name": value["name"], **{k: value[k] for k in _SCHEDULER_KEEPS[value["name"]]}}
+    if name == "loss":
+        return {"name": value["name"], **{k: value[k] for k in _LOSS_KEEPS[value["name"]]}}
+    if name == "early_stopping" and not value["enabled"]:
+        return {"enabled": False}
+    return value
 
 
 def canonical_json(data: Any) -> str:

@@ -20,12 +20,15 @@ from pydantic import BaseModel, ValidationError
 
 from ftmatrix import catalog
 from ftmatrix.config import (
+    _DROP,
     SECTIONS,
     JobConfig,
+    TrainConfig,
     cross_check,
     hash_id,
     job_id,
     normalized_section,
+    normalized_train_field,
 )
 from ftmatrix.result import PlanEntry, PlanFile
 from ftmatrix.runner import matrix as matrix_file
@@ -40,14 +43,72 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
-@dataclass(frozen=True)
-class Job:
-    """One training job of a plan."""
+class _Header:
+    """The varying keys of a plan and their short names, shared by all its jobs."""
 
-    id: str  # 12 hex chars: hash of the normalised config, the job folder's name
-    label: str  # "lr=1e-4 lora=r8": the varying settings only
-    settings: dict[str, Any]  # varying dotted key -> display value, in axis order
-    config: JobConfig
+    __slots__ = ("keys", "names")
+
+    def __init__(self, keys: tuple[str, ...], names: tuple[str, ...]):
+        self.keys, self.names = keys, names
+
+
+class Job:
+    """One training job of a plan: id, label, the settings that vary, and its config.
+
+    Label, settings and config are built on first use: a 100,000-job plan only pays
+    for the ones it shows or runs."""
+
+    __slots__ = ("_config", "_header", "_label", "_parts", "_values", "id")
+
+    def __init__(
+        self,
+        id: str,
+        header: _Header,
+        values: tuple[str, ...],
+        config: JobConfig | None = None,
+        *,
+        parts: dict[str, Any] | None = None,
+        label: str | None = None,
+    ):
+        self.id = id  # 12 hex chars: hash of the normalised config, the job folder's name
+        self._header = header
+        self._values = values
+        self._config = config
+        self._parts = parts
+        self._label = label
+
+    @property
+    def label(self) -> str:
+        """'lr=1e-4 lora=r8': the varying settings only ('' when nothing varies)."""
+        if self._label is None:
+            pairs = zip(self._header.names, self._values, strict=True)
+            self._label = " ".join(f"{k}={v}" for k, v in pairs)
+        return self._label
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """Varying dotted key -> display value, in axis order."""
+        return dict(zip(self._header.keys, self._values, strict=True))
+
+    @property
+    def config(self) -> JobConfig:
+        """The validated JobConfig (assembled on first use from validated parts)."""
+        if self._config is None:
+            self._config = _assemble(self._parts if self._parts is not None else {})
+        return self._config
+
+    def part(self, section: str) -> Any:
+        """One validated top-level section, without assembling the whole config."""
+        if self._parts is not None and section in self._parts:
+            return self._parts[section]
+        return getattr(self.config, section)
+
+    def replace_config(self, config: JobConfig) -> Job:
+        """The same job with another config (and so, another id)."""
+        return Job(job_id(config), self._header, self._values, config)
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, label={self.label!r})"
 
 
 @dataclass
@@ -73,15 +134,34 @@ class Plan:
         )
 
 
-@dataclass(frozen=True)
 class _Set:
     """One assignment a matrix point makes: `path = value`."""
 
-    path: str
-    value: Any
-    origin: tuple  # where in the YAML file the value was written
-    display: str
-    source: Any  # hashable identity of this assignment, for caching
+    __slots__ = ("display", "origin", "path", "source", "units", "value")
+
+    def __init__(self, path: str, value: Any, origin: tuple, display: str, source: Any):
+        self.path = path
+        self.value = value
+        self.origin = origin  # where in the YAML file the value was written
+        self.display = display
+        self.source = source  # hashable identity of this assignment, for caching
+        self.units = [(u, self, *rest) for u, *rest in _units(path, value, origin)]
+
+
+def _units(path: str, value: Any, origin: tuple) -> list[tuple[str, list[str], Any, tuple]]:
+    """(validation unit, path inside the unit, value, origin) for one assignment.
+
+    A unit is a top-level section, except that `train` (no cross-field rules) is
+    validated field by field: `train.lr` and `train.loss` are units of their own.
+    """
+    parts = path.split(".")
+    if parts[0] != "train":
+        return [(parts[0], parts[1:], value, origin)]
+    if len(parts) > 1:
+        return [(f"train.{parts[1]}", parts[2:], value, origin)]
+    if isinstance(value, dict):  # an axis at `train` whose values are mappings
+        return [(f"train.{k}", [], v, (*origin, k)) for k, v in value.items()]
+    return [("train", [], value, origin)]
 
 
 @dataclass
@@ -144,7 +224,8 @@ class _Expander:
         self.spec = spec
         self.pos = positions
         self.problems = problems
-        self.section_cache: dict[tuple, tuple[Any, str | None, list]] = {}
+        self.unit_cache: dict[tuple, tuple[Any, str | None] | None] = {}
+        self.deferred: dict[tuple[str, str], list[Problem]] = {}
         self.cross_cache: dict[tuple, list[tuple[str, str]]] = {}
 
     def problem(self, origin: tuple, key: str, message: str) -> None:
@@ -351,82 +432,153 @@ class _Expander:
             axes += [s.path for s in p.sets if s.path not in axes]
         if len(seeds) > 1:
             axes.append("train.seed")
-        by_id: dict[str, tuple[JobConfig, dict[str, str], str]] = {}
-        order: list[str] = []
+        if not self.check_sections():
+            return [], [], 0
+        seed_sets = [
+            None if seed is None else _Set("train.seed", seed, ("seeds", i), str(seed), ("s", i))
+            for i, seed in enumerate(seeds)
+        ]
+        every_set = [s for g in groups for row in g.rows for s in row]
+        every_set += [s for p in points for s in p.sets] + [s for s in seed_sets if s]
+        self.variable_units = {entry[0] for s in every_set for entry in s.units}
+        found: dict[str, tuple[dict[str, Any], list[_Set]]] = {}
         count = 0
-        problems_before = len(self.problems)
+        before = len(self.problems)
         for p in points:
-            base_sets: list[_Set] = []
+            sets: list[_Set] = []
             if p.rows is not None:
                 for g, r in zip(groups, p.rows, strict=True):
-                    base_sets += g.rows[r]
-            base_sets += p.sets
-            for seed in seeds:
-                sets = base_sets
-                if seed is not None:
-                    i = self.spec.seeds.index(seed)
-                    sets = [*base_sets, _Set("train.seed", seed, ("seeds", i), str(seed), ("s", i))]
-                count += 1
-                built = self.build(sets)
-                if built is None:
-                    continue
-                cfg, canonical = built
-                jid = hash_id(canonical)
-                if jid not in by_id:
-                    by_id[jid] = (cfg, {s.path: s.display for s in sets}, canonical)
-                    order.append(jid)
-        if len(self.problems) > problems_before:
+                    sets += g.rows[r]
+            sets += p.sets
+            count += len(seed_sets)
+            point = self.build(sets, _by_unit(sets))
+            if point is None:
+                continue
+            template, touched, fragments, slot = point
+            for seed_set in seed_sets:  # seeds share everything else of the point
+                all_sets = sets
+                if seed_set is not None:
+                    all_sets = [*sets, seed_set]
+                    key = ("train.seed", None, seed_set.source)
+                    got = self.unit_cache.get(key) or self.unit(
+                        "train.seed", seed_set.units, touched["task"]
+                    )
+                    if got is None:
+                        continue
+                    touched = {**point[1], "train.seed": got[0]}
+                    fragments = point[2].copy()
+                    fragments[slot] = got[1]
+                jid = hash_id(template.format(*fragments))
+                if jid not in found:
+                    found[jid] = (touched, all_sets)
+        if len(self.problems) > before:
             return [], [], count
-        jobs = self.finish(order, by_id, axes)
-        return jobs, self.varying, count
+        return self.finish(found, axes), self.varying, count
 
-    def build(self, sets: list[_Set]) -> tuple[JobConfig, str] | None:
-        """Validate (cached per section) and assemble one job; None if it is invalid."""
-        by_section: dict[str, list[_Set]] = {}
-        for s in sets:
-            by_section.setdefault(s.path.split(".", 1)[0], []).append(s)
-        task_sets = by_section.get("task", [])
-        task = self.section("task", task_sets, None)
-        if task[1] is None:
+    def check_sections(self) -> bool:
+        """Validate what no unit covers: unknown keys and the shape of base.train."""
+        train = self.spec.base.get("train")
+        if train is None:
+            return True
+        if not isinstance(train, dict):
+            self.problem(("base", "train"), "base.train", "must be a mapping of settings")
+            return False
+        try:
+            TrainConfig.model_validate(train)
+        except ValidationError as err:
+            for e in err.errors():
+                self.report_error("train", e, [])
+            return False
+        return True
+
+    def build(self, sets: list[_Set], by_unit: dict[str, list]):
+        """Validate one matrix point (cached per unit); None if it is invalid. Returns
+        (canonical JSON template, validated units it sets, fragments to fill the
+        template with, the template slot of train.seed).
+
+        This runs once per matrix point, so it only looks up the units the point
+        touches; everything else comes from the base, validated once per task."""
+        task = self.unit("task", by_unit.get("task", ()), None)
+        if task is None:
             return None
         task_value = task[0]
-        parts = {}
-        fragments = []
-        ok = True
-        for name in SECTIONS:
-            value, fragment, _ = self.section(name, by_section.get(name, []), task_value)
-            if fragment is None:
-                ok = False
-                continue
-            parts[name] = value
-            fragments.append(f'"{name}":{fragment}')
-        if not ok:
+        base, template, slots, base_fragments, invalid = self.untouched(task_value)
+        touched: dict[str, Any] = {"task": task_value}
+        fragments = list(base_fragments)
+        cache = self.unit_cache
+        for unit, given in by_unit.items():
+            key = (unit, task_value if unit in _TASK_DEPENDENT else None, _sources(given))
+            got = cache[key] if key in cache else self.unit(unit, given, task_value)
+            if got is None:
+                return None
+            touched[unit] = got[0]
+            slot = slots.get(unit)
+            if slot is not None:
+                fragments[slot] = got[1]
+        if invalid and any(u not in by_unit for u in invalid):
+            for unit in invalid:
+                if unit not in by_unit:
+                    self.problems += self.deferred.pop((task_value, unit), [])
             return None
-        cfg = JobConfig.model_construct(**parts)
-        key = tuple(tuple(s.source for s in by_section.get(n, ())) for n in SECTIONS)
+        # validated sections are shared objects, so their identity is a cache key
+        cross_parts = [touched.get(n, base.get(n)) for n in ("data", "model", "lora")]
+        key = (task_value, *map(id, cross_parts))
         cross = self.cross_cache.get(key)
         if cross is None:
-            cross = self.cross_cache[key] = cross_check(cfg)
+            cross = self.cross_cache[key] = cross_check(_assemble({**base, **touched}))
             for dotted, message in cross:
                 self.problem(_origin(dotted, sets), dotted, message)
         if cross:
             return None
-        return cfg, "{" + ",".join(fragments) + "}"
+        return template, touched, fragments, slots.get("train.seed")
 
-    def section(self, name: str, sets: list[_Set], task: str | None):
-        """(validated value, canonical JSON fragment or None if invalid, problems)."""
-        key = (name, task, tuple(s.source for s in sets))
-        hit = self.section_cache.get(key)
-        if hit is not None:
-            return hit
-        raw = self.spec.base.get(name)
-        for s in sets:
-            raw = _assign(raw, s.path.split(".")[1:], s.value)
-        value, fragment = None, None
-        if name == "task":
+    def untouched(self, task: str):
+        """Every unit as the base alone gives it, for one task: (values, a canonical
+        JSON template with a slot per unit the matrix varies, slot of each such unit,
+        their base fragments, units the base alone leaves invalid).
+
+        A unit the base leaves invalid (say `model` without a name, given by an axis)
+        has its problems reported only if a point really uses it."""
+        key = ("untouched", task)
+        if key not in self.unit_cache:
+            parts, fragments, invalid = {}, {}, []
+            for unit in _UNITS:
+                saved, self.problems = self.problems, []
+                got = self.unit(unit, (), task)
+                self.deferred[(task, unit)], self.problems = self.problems, saved
+                parts[unit] = _INVALID if got is None else got[0]
+                fragments[unit] = "null" if got is None else got[1]
+                if got is None:
+                    invalid.append(unit)
+            fixed = {u: f for u, f in fragments.items() if u not in self.variable_units}
+            slotted = [u for u in _SLOT if u in self.variable_units]
+            slots_of = set(slotted)
+            marker = "\x00"  # never in JSON text: stands for a slot while escaping braces
+            filled = _CANONICAL.format(*[marker if u in slots_of else fixed[u] for u in _SLOT])
+            template = filled.replace("{", "{{").replace("}", "}}").replace(marker, "{}")
+            slots = {u: i for i, u in enumerate(slotted)}
+            base_fragments = [fragments[u] for u in slotted]
+            self.unit_cache[key] = (parts, template, slots, base_fragments, invalid)
+        return self.unit_cache[key]
+
+    def unit(self, unit: str, given, task: str | None) -> tuple[Any, str | None] | None:
+        """(validated value, canonical JSON of its normalised form) for one unit; cached.
+        None when invalid (the problems are recorded once)."""
+        key = (unit, task if unit in _TASK_DEPENDENT else None, _sources(given))
+        if key in self.unit_cache:
+            return self.unit_cache[key]
+        section, _, field_name = unit.partition(".")
+        raw = self.spec.base.get(section)
+        if field_name:
+            raw = raw.get(field_name) if isinstance(raw, dict) else None
+        for _unit, _set, inner, value, _origin in given:
+            raw = _assign(raw, inner, value)
+        sets = [g[1] for g in given]
+        result = None
+        if unit == "task":
             value = "image-classification" if raw is None else raw
             if value in catalog.TASKS:
-                fragment = json.dumps(value)
+                result = (value, json.dumps(value))
             else:
                 self.problem(
                     _origin("task", sets),
@@ -434,25 +586,30 @@ class _Expander:
                     f"unknown task '{value}'; expected one of: {', '.join(catalog.TASKS)}"
                     f"{catalog.did_you_mean(str(value), catalog.TASKS)}",
                 )
-        else:
-            model = _SECTION_MODELS[name]
-            if raw is None and JobConfig.model_fields[name].is_required():
-                self.problem(("base",), f"base.{name}", f"required: every job needs `{name}:`")
+        elif field_name:
+            try:
+                value = getattr(
+                    TrainConfig.model_validate({} if raw is None else {field_name: raw}),
+                    field_name,
+                )
+            except ValidationError as err:
+                for e in err.errors():
+                    self.report_error("train", e, sets)
             else:
-                try:
-                    value = model.model_validate({} if raw is None else raw)
-                except ValidationError as err:
-                    for e in err.errors():
-                        self.report_error(name, e, sets)
-                else:
-                    if task is not None:
-                        fragment = json.dumps(
-                            normalized_section(name, value, task=task),
-                            sort_keys=True,
-                            separators=(",", ":"),
-                        )
-        result = (value, fragment, [])
-        self.section_cache[key] = result
+                norm = normalized_train_field(field_name, _dump_field(field_name, value))
+                frag = None if norm is _DROP else _json(norm)
+                result = (value, frag)
+        elif raw is None and JobConfig.model_fields[section].is_required():
+            self.problem(("base",), f"base.{section}", f"required: every job needs `{section}:`")
+        else:
+            try:
+                value = _SECTION_MODELS[section].model_validate({} if raw is None else raw)
+            except ValidationError as err:
+                for e in err.errors():
+                    self.report_error(section, e, sets)
+            else:
+                result = (value, _json(normalized_section(section, value, task=task)))
+        self.unit_cache[key] = result
         return result
 
     def report_error(self, name: str, e: dict[str, Any], sets: list[_Set]) -> None:
@@ -474,27 +631,38 @@ class _Expander:
             message = message[len("Value error, ") :]
         self.problem(_origin(dotted, sets), dotted, message)
 
-    def finish(
-        self,
-        order: list[str],
-        by_id: dict[str, tuple[JobConfig, dict[str, str], str]],
-        axes: list[str],
-    ) -> list[Job]:
-        displays: dict[str, set[str]] = {a: set() for a in axes}
-        for jid in order:
-            cfg, shown, _ = by_id[jid]
-            for a in axes:
-                displays[a].add(shown.get(a) or _effective(cfg, a))
-        varying = [a for a in axes if len(displays[a]) > 1]
-        short = _short_names(varying)
-        jobs = []
-        for jid in order:
-            cfg, shown, _ = by_id[jid]
-            settings = {a: shown.get(a) or _effective(cfg, a) for a in varying}
-            label = " ".join(f"{short[a]}={v}" for a, v in settings.items())
-            jobs.append(Job(jid, label, settings, cfg))
-        self.varying = varying
+    def finish(self, found: dict[str, tuple[dict[str, Any], list[_Set]]], axes: list[str]):
+        """Jobs with labels made of the settings that vary (in axis order)."""
+        where = {a: i for i, a in enumerate(axes)}
+        n = len(axes)
+        shown = []
+        for touched, sets in found.values():
+            if len(sets) == n and all(s.path == a for s, a in zip(sets, axes)):  # noqa: B905
+                shown.append([s.display for s in sets])
+                continue
+            values = [""] * n  # a point added by include may lack some axes
+            for s in sets:
+                values[where[s.path]] = s.display
+            for a, i in where.items():
+                if not values[i]:
+                    values[i] = _effective(self.full_parts(touched), a)
+            shown.append(values)
+        varying = [i for i in range(n) if len({v[i] for v in shown}) > 1]
+        keys = tuple(axes[i] for i in varying)
+        header = _Header(keys, tuple(_short_names(list(keys)).values()))
+        base = {task: self.untouched(task)[0] for task in catalog.TASKS if self.has_task(task)}
+        jobs = [
+            Job(jid, header, tuple([values[i] for i in varying]), parts=_Parts(base[t["task"]], t))
+            for (jid, (t, _)), values in zip(found.items(), shown)  # noqa: B905
+        ]
+        self.varying = list(keys)
         return self.resolve_teachers(jobs)
+
+    def has_task(self, task: str) -> bool:
+        return ("untouched", task) in self.unit_cache
+
+    def full_parts(self, touched: dict[str, Any]) -> dict[str, Any]:
+        return {**self.untouched(touched["task"])[0], **touched}
 
     def resolve_teachers(self, jobs: list[Job]) -> list[Job]:
         """Point `distill.teacher_job` selectors at job ids; teachers run first."""
@@ -502,12 +670,13 @@ class _Expander:
         teachers: set[str] = set()
         out = []
         for job in jobs:
-            selector = job.config.distill.teacher_job if job.config.distill.enabled else None
+            distill = job.part("distill")
+            selector = distill.teacher_job if distill.enabled else None
             if selector is None or selector in ids:
                 teachers.update([selector] if selector else [])
                 out.append(job)
                 continue
-            found = [j for j in jobs if not j.config.distill.enabled and _selects(selector, j)]
+            found = [j for j in jobs if not j.part("distill").enabled and _selects(selector, j)]
             if len(found) != 1:
                 which = ", ".join(j.label or j.id for j in found[:5]) or "none"
                 self.problem(
@@ -520,10 +689,96 @@ class _Expander:
             teacher = found[0].id
             teachers.add(teacher)
             distill = job.config.distill.model_copy(update={"teacher_job": teacher})
-            cfg = job.config.model_copy(update={"distill": distill})
-            out.append(Job(job_id(cfg), job.label, job.settings, cfg))
+            out.append(job.replace_config(job.config.model_copy(update={"distill": distill})))
         # stable: teachers first, everything else in matrix order
         return sorted(out, key=lambda j: j.id not in teachers)
+
+
+_TRAIN_FIELDS = sorted(TrainConfig.model_fields)
+_UNITS = [
+    u
+    for name in SECTIONS
+    for u in ([f"train.{f}" for f in _TRAIN_FIELDS] if name == "train" else [name])
+]
+
+
+def _canonical_template() -> str:
+    """'{"data":{},"distill":{},...,"train":{"batch_size":{},...}}' with {} per unit,
+    so that filling it gives exactly `canonical_json(normalized(cfg))`."""
+    top = []
+    for name in SECTIONS:
+        if name == "train":
+            inner = [f'"{f}":{{}}' for f in _TRAIN_FIELDS if f != "log_every"]
+            top.append('"train":{{' + ",".join(inner) + "}}")
+        else:
+            top.append(f'"{name}":{{}}')
+    return "{{" + ",".join(top) + "}}"
+
+
+_CANONICAL = _canonical_template()
+_INVALID = object()  # a unit the base alone leaves invalid
+_TASK_DEPENDENT = frozenset({"data", "model"})  # units whose normal form depends on the task
+# position of each unit's fragment in _CANONICAL (train.log_every never matters: no slot)
+_SLOT = {u: i for i, u in enumerate(u for u in _UNITS if u != "train.log_every")}
+
+
+class _Parts(dict):
+    """A job's validated units: the base's, overlaid with the ones its point sets."""
+
+    def __init__(self, base: dict[str, Any], touched: dict[str, Any]):
+        super().__init__()
+        self.base, self.touched = base, touched
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.touched or key in self.base
+
+    def __getitem__(self, key: str) -> Any:
+        return self.touched[key] if key in self.touched else self.base[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self.touched:
+            return self.touched[key]
+        return self.base.get(key, default)
+
+
+def _by_unit(sets: list[_Set]) -> dict[str, list]:
+    """unit -> [(unit, set, path inside the unit, value, origin), ...]."""
+    by_unit: dict[str, list] = {}
+    for s in sets:
+        for entry in s.units:
+            given = by_unit.get(entry[0])
+            if given is None:
+                by_unit[entry[0]] = [entry]
+            else:
+                given.append(entry)
+    return by_unit
+
+
+def _sources(given) -> Any:
+    """Cache key of the assignments that touch one unit (usually exactly one)."""
+    if len(given) == 1:
+        return given[0][1].source
+    return tuple([g[1].source for g in given])
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _dump_field(name: str, value: Any) -> Any:
+    """A TrainConfig field's value as JSON data, exactly as model_dump(mode='json')."""
+    return TrainConfig.model_construct(**{name: value}).model_dump(mode="json", include={name})[
+        name
+    ]
+
+
+def _assemble(parts: dict[str, Any]) -> JobConfig:
+    """A JobConfig from validated units, without validating again."""
+    train = TrainConfig.model_construct(
+        **{f: parts[f"train.{f}"] for f in _TRAIN_FIELDS if f"train.{f}" in parts}
+    )
+    sections = {n: parts[n] for n in SECTIONS if n != "train" and n in parts}
+    return JobConfig.model_construct(**sections, train=train)
 
 
 def _assign(raw: Any, parts: list[str], value: Any) -> Any:
@@ -569,9 +824,9 @@ def _selects(selector: str, job: Job) -> bool:
     return True
 
 
-def _effective(cfg: JobConfig, key: str) -> str:
+def _effective(parts: dict[str, Any], key: str) -> str:
     try:
-        return _fmt(paths.get(cfg, key))
+        return _fmt(paths.get(_assemble(parts), key))
     except KeyError:
         return "-"
 
