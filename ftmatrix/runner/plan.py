@@ -441,7 +441,7 @@ class _Expander:
         every_set = [s for g in groups for row in g.rows for s in row]
         every_set += [s for p in points for s in p.sets] + [s for s in seed_sets if s]
         self.variable_units = {entry[0] for s in every_set for entry in s.units}
-        found: dict[str, tuple[dict[str, Any], list[_Set]]] = {}
+        found: dict[str, tuple[dict[str, Any], list[_Set], bool]] = {}
         count = 0
         before = len(self.problems)
         for p in points:
@@ -451,6 +451,7 @@ class _Expander:
                     sets += g.rows[r]
             sets += p.sets
             count += len(seed_sets)
+            plain = p.rows is not None and not p.sets  # sets exactly the axes, in order
             point = self.build(sets, _by_unit(sets))
             if point is None:
                 continue
@@ -470,7 +471,7 @@ class _Expander:
                     fragments[slot] = got[1]
                 jid = hash_id(template.format(*fragments))
                 if jid not in found:
-                    found[jid] = (touched, all_sets)
+                    found[jid] = (touched, all_sets, plain)
         if len(self.problems) > before:
             return [], [], count
         return self.finish(found, axes), self.varying, count
@@ -631,13 +632,14 @@ class _Expander:
             message = message[len("Value error, ") :]
         self.problem(_origin(dotted, sets), dotted, message)
 
-    def finish(self, found: dict[str, tuple[dict[str, Any], list[_Set]]], axes: list[str]):
+    def finish(self, found: dict[str, tuple[dict[str, Any], list[_Set], bool]], axes: list[str]):
         """Jobs with labels made of the settings that vary (in axis order)."""
         where = {a: i for i, a in enumerate(axes)}
         n = len(axes)
         shown = []
-        for touched, sets in found.values():
-            if len(sets) == n and all(s.path == a for s, a in zip(sets, axes)):  # noqa: B905
+        for touched, sets, plain in found.values():
+            if plain and len(sets) == n:
+                # a grid point sets exactly the axes, in axis order (seed last)
                 shown.append([s.display for s in sets])
                 continue
             values = [""] * n  # a point added by include may lack some axes
@@ -653,7 +655,7 @@ class _Expander:
         base = {task: self.untouched(task)[0] for task in catalog.TASKS if self.has_task(task)}
         jobs = [
             Job(jid, header, tuple([values[i] for i in varying]), parts=_Parts(base[t["task"]], t))
-            for (jid, (t, _)), values in zip(found.items(), shown)  # noqa: B905
+            for (jid, (t, _, _)), values in zip(found.items(), shown)  # noqa: B905
         ]
         self.varying = list(keys)
         return self.resolve_teachers(jobs)
@@ -666,6 +668,9 @@ class _Expander:
 
     def resolve_teachers(self, jobs: list[Job]) -> list[Job]:
         """Point `distill.teacher_job` selectors at job ids; teachers run first."""
+        distills = [v for k, v in self.unit_cache.items() if k[0] == "distill" and v]
+        if not any(v[0].enabled and v[0].teacher_job for v in distills):
+            return jobs
         ids = {j.id for j in jobs}
         teachers: set[str] = set()
         out = []

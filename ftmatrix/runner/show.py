@@ -34,7 +34,7 @@ def plan_table(plan: Plan, *, console: Console, runs_dir: Path | None = None) ->
     table.add_column("state")
     shown = plan.jobs
     if len(shown) > MAX_ROWS:
-        shown = plan.jobs[: MAX_ROWS // 2] + [None] + plan.jobs[-MAX_ROWS // 2 :]
+        shown = [*plan.jobs[: MAX_ROWS // 2], None, *plan.jobs[-MAX_ROWS // 2 :]]
     for i, job in enumerate(shown):
         if job is None:
             table.add_row("…", f"{len(plan.jobs) - MAX_ROWS} more", *[""] * (len(plan.axes) + 1))
