@@ -121,9 +121,46 @@ TORCHVISION_CLASSIFIERS = frozenset(
 )
 
 
+# Names users bring from other tools, for "did you mean" on job-config keys.
+SYNONYMS = {
+    "learning_rate": "lr",
+    "lr_rate": "lr",
+    "bs": "batch_size",
+    "batchsize": "batch_size",
+    "num_epochs": "epochs",
+    "n_epochs": "epochs",
+    "max_epochs": "epochs",
+    "epoch": "epochs",
+    "optim": "optimizer",
+    "opt": "optimizer",
+    "criterion": "loss",
+    "loss_fn": "loss",
+    "lr_scheduler": "scheduler",
+    "sched": "scheduler",
+    "rank": "r",
+    "lora_r": "r",
+    "lora_alpha": "alpha",
+    "lora_dropout": "dropout",
+    "wd": "weight_decay",
+    "weight_decay": "weight_decay",
+    "patience": "patience",
+    "model_name": "name",
+    "arch": "name",
+    "dataset": "path",
+    "image_size": "image_size",
+    "img_size": "image_size",
+    "max_seq_length": "max_length",
+    "max_len": "max_length",
+}
+
+
 def suggest(word: str, candidates) -> str | None:
     """The candidate nearest to `word`, if one is near enough to be a likely typo."""
-    matches = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
+    candidates = list(candidates)
+    synonym = SYNONYMS.get(str(word).lower())
+    if synonym in candidates:
+        return synonym
+    matches = difflib.get_close_matches(str(word), candidates, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 

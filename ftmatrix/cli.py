@@ -38,7 +38,7 @@ def _load_plan(path: Path, max_jobs: int):
         return plan.load_plan(path, max_jobs=max_jobs)
     except matrix.MatrixError as err:
         for problem in err.problems:
-            err_console.print(str(problem), markup=False, highlight=False)
+            err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
         n = len(err.problems)
         err_console.print(f"{path}: {n} problem{'s' if n != 1 else ''}; nothing was run.")
         raise typer.Exit(2) from None

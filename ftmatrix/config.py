@@ -119,7 +119,9 @@ class DataConfig(Section):
     limit: int | None = Field(
         None, gt=0, description="Keep a stratified subset of this many examples (quick runs)."
     )
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="Training-time image augmentation."
+    )
     num_workers: int | None = Field(
         None, ge=0, description="DataLoader workers; default: chosen for the machine."
     )
@@ -320,10 +322,18 @@ class TrainConfig(Section):
     epochs: int = Field(3, gt=0, le=100_000, description="Number of epochs.")
     batch_size: int = Field(32, gt=0, description="Examples per optimizer step (per micro-batch).")
     lr: float = Field(1e-3, gt=0, le=10, description="Peak learning rate.")
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
-    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig, description="Optimizer; a name alone is enough: adamw."
+    )
+    scheduler: SchedulerConfig = Field(
+        default_factory=SchedulerConfig, description="Learning-rate schedule (name or mapping)."
+    )
+    loss: LossConfig = Field(
+        default_factory=LossConfig, description="Training loss (name or mapping)."
+    )
+    early_stopping: EarlyStoppingConfig = Field(
+        default_factory=EarlyStoppingConfig, description="Stop when validation stops improving."
+    )
     batch_size_schedule: dict[int, int] | None = Field(
         None, description="Piecewise batch size by epoch: {first_epoch: batch_size}, 1-based."
     )
@@ -407,7 +417,9 @@ class JobConfig(Section):
     data: DataConfig = Field(..., description="Where the examples come from.")
     model: ModelConfig = Field(..., description="The network.")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters.")
-    train: TrainConfig = Field(default_factory=TrainConfig, description="The training loop.")
+    train: TrainConfig = Field(
+        default_factory=TrainConfig, description="Epochs, batch size, optimizer, schedule, loss."
+    )
     distill: DistillConfig = Field(
         default_factory=DistillConfig, description="Knowledge distillation."
     )

@@ -228,9 +228,8 @@ def read(path: str | Path) -> tuple[dict[str, Any], Positions]:
         raise MatrixError([Problem(file, 1, 1, "", f"cannot read: {err}")]) from None
     data, positions = parse_yaml(text, file)
     if not isinstance(data, dict):
-        raise MatrixError(
-            [Problem(file, 1, 1, "", "a matrix file must be a mapping with at least `name:`")]
-        )
+        message = "a matrix file must be a mapping with at least `name:`"
+        raise MatrixError([positions.problem((), "", message)])
     return data, positions
 
 
@@ -260,8 +259,8 @@ def spec_problem(e: dict[str, Any], loc: tuple, positions: Positions) -> Problem
         message = f"unknown key '{loc[-1]}'{catalog.did_you_mean(str(loc[-1]), fields)}"
     elif e["type"] == "missing":
         message = "required key missing"
-    elif "input" in e and not isinstance(e["input"], (dict, list)):
-        message = f"{message} (got {e['input']!r})"
+    elif e["type"] != "unknown_name" and not isinstance(e.get("input"), (dict, list)):
+        message = f"{message} (got {e.get('input')!r})"
     return positions.problem(loc, key, message)
 
 

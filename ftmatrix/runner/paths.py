@@ -48,9 +48,7 @@ def check(path: str) -> str | None:
             where = f"'{prefix}'" if prefix else "the job config"
             near = catalog.suggest(part, fields)
             if near is None:
-                # a near miss anywhere ('lerning_rate' -> 'train.lr' is too far, but
-                # 'train.learning_rate' -> ...) is looked up over all full paths
-                near_path = catalog.suggest(path, all_paths())
+                near_path = _nearest_path(part, prefix)
                 hint = f" (did you mean '{near_path}'?)" if near_path else ""
             else:
                 hint = f" (did you mean '{'.'.join([*parts[:i], near])}'?)"
@@ -60,6 +58,20 @@ def check(path: str) -> str | None:
             return None  # free-form mapping (model.config): any key below is allowed
         model = _submodel(annotation)
     return None
+
+
+def _nearest_path(part: str, prefix: str) -> str | None:
+    """A field named like `part` elsewhere in the config ('momentum' ->
+    'train.optimizer.momentum'), preferring ones under `prefix`."""
+    by_last: dict[str, list[str]] = {}
+    for p in all_paths():
+        by_last.setdefault(p.rsplit(".", 1)[-1], []).append(p)
+    last = catalog.suggest(part, by_last)
+    if last is None:
+        return None
+    options = by_last[last]
+    under = [p for p in options if p.startswith(prefix + ".")] if prefix else options
+    return (under or options)[0]
 
 
 @functools.cache

@@ -27,6 +27,7 @@ from ftmatrix.config import (
     cross_check,
     hash_id,
     job_id,
+    normalized,
     normalized_section,
     normalized_train_field,
 )
@@ -124,6 +125,11 @@ class Plan:
     points: int = 0  # matrix points before identical jobs were merged
     spec: MatrixSpec | None = None
 
+    @property
+    def axis_names(self) -> list[str]:
+        """Short column names of the varying axes: `lr` for `train.lr`."""
+        return list(_short_names(self.axes).values())
+
     def to_planfile(self) -> PlanFile:
         return PlanFile(
             name=self.name,
@@ -137,10 +143,19 @@ class Plan:
 class _Set:
     """One assignment a matrix point makes: `path = value`."""
 
-    __slots__ = ("display", "origin", "path", "source", "units", "value")
+    __slots__ = ("display", "label", "origin", "path", "source", "units", "value")
 
-    def __init__(self, path: str, value: Any, origin: tuple, display: str, source: Any):
+    def __init__(
+        self,
+        path: str,
+        value: Any,
+        origin: tuple,
+        display: str,
+        source: Any,
+        label: str | None = None,
+    ):
         self.path = path
+        self.label = label  # the name of the value on a labelled axis
         self.value = value
         self.origin = origin  # where in the YAML file the value was written
         self.display = display
@@ -234,11 +249,8 @@ class _Expander:
     # ------------------------------------------------------------- structure
 
     def run(self, max_jobs: int) -> tuple[list[Job], list[str], int]:
-        before = len(self.problems)
         self.check_base()
-        groups = self.groups()
-        if len(self.problems) > before:
-            return [], [], 0
+        groups = self.groups()  # axes that address no field are reported and left out
         seeds = self.spec.seeds or [None]
         product = math.prod(len(g.rows) for g in groups)
         upper = (product + len(self.spec.include)) * len(seeds)
@@ -252,10 +264,9 @@ class _Expander:
             )
             return [], [], 0
         axis_keys = {k: gi for gi, g in enumerate(groups) for k in g.keys}
+        # broken entries are skipped (and reported) so that the jobs are still checked
         excludes = self.matchers(self.spec.exclude, "exclude", groups, axis_keys, strict=True)
         includes = self.matchers(self.spec.include, "include", groups, axis_keys, strict=False)
-        if len(self.problems) > before:
-            return [], [], 0
         points = [
             _Point(rows)
             for rows in itertools.product(*(range(len(g.rows)) for g in groups))
@@ -295,7 +306,11 @@ class _Expander:
                 continue
             labelled = isinstance(values, dict)
             rows = [
-                [_Set(key, v, (*origin, i), str(i) if labelled else _fmt(v), ("g", key, i))]
+                [
+                    _Set(key, v, (*origin, i), str(i), ("g", key, i), label=str(i))
+                    if labelled
+                    else _Set(key, v, (*origin, i), _fmt(v), ("g", key, i))
+                ]
                 for i, v in items
             ]
             groups.append(_Group([key], rows))
@@ -430,10 +445,9 @@ class _Expander:
         axes = [k for g in groups for k in g.keys]
         for p in points:
             axes += [s.path for s in p.sets if s.path not in axes]
-        if len(seeds) > 1:
-            axes.append("train.seed")
-        if not self.check_sections():
-            return [], [], 0
+        if seeds != [None]:
+            axes.append("train.seed")  # shown only if it varies, like every axis
+        self.check_sections()
         seed_sets = [
             None if seed is None else _Set("train.seed", seed, ("seeds", i), str(seed), ("s", i))
             for i, seed in enumerate(seeds)
@@ -572,7 +586,7 @@ class _Expander:
         raw = self.spec.base.get(section)
         if field_name:
             raw = raw.get(field_name) if isinstance(raw, dict) else None
-        for _unit, _set, inner, value, _origin in given:
+        for _unit, _set, inner, value, _where in given:
             raw = _assign(raw, inner, value)
         sets = [g[1] for g in given]
         result = None
@@ -626,8 +640,8 @@ class _Expander:
             )
         elif e["type"] == "missing":
             message = "required key missing"
-        elif "input" in e and not isinstance(e["input"], (dict, list)):
-            message = f"{message} (got {e['input']!r})"
+        elif e["type"] != "unknown_name" and not isinstance(e.get("input"), (dict, list)):
+            message = f"{message} (got {e.get('input')!r})"
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         self.problem(_origin(dotted, sets), dotted, message)
@@ -801,17 +815,22 @@ def _assign(raw: Any, parts: list[str], value: Any) -> Any:
 
 
 def _origin(dotted: str, sets: list[_Set]) -> tuple:
-    """The YAML location responsible for the value at a dotted config key."""
+    """The YAML location responsible for the value at a dotted config key: the value
+    that set it, else a value set inside it (an axis made that section invalid), else
+    the base."""
     for s in reversed(sets):
         if dotted == s.path or dotted.startswith(s.path + "."):
             rest = dotted[len(s.path) :].strip(".")
             return (*s.origin, *(rest.split(".") if rest else ()))
+    for s in reversed(sets):
+        if s.path.startswith(dotted + "."):
+            return s.origin
     return ("base", *dotted.split("."))
 
 
 def _matches(s: _Set, value: Any) -> bool:
     """An include/exclude value matches an axis value by value or by its label."""
-    return s.value == value or s.display == str(value) or s.origin[-1] == value
+    return s.value == value or (s.label is not None and s.label == str(value))
 
 
 def _selects(selector: str, job: Job) -> bool:
@@ -830,8 +849,9 @@ def _selects(selector: str, job: Job) -> bool:
 
 
 def _effective(parts: dict[str, Any], key: str) -> str:
+    """Display of a job's value at `key`; '-' where the setting does not matter."""
     try:
-        return _fmt(paths.get(_assemble(parts), key))
+        return _fmt(paths.get(normalized(_assemble(parts)), key))
     except KeyError:
         return "-"
 

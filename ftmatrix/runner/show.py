@@ -29,8 +29,8 @@ def plan_table(plan: Plan, *, console: Console, runs_dir: Path | None = None) ->
     table = Table(title=f"{plan.name}: {len(plan.jobs)} jobs", title_justify="left")
     table.add_column("#", justify="right", style="dim")
     table.add_column("id", style="cyan", no_wrap=True)
-    for axis in plan.axes:
-        table.add_column(axis)
+    for name in plan.axis_names:
+        table.add_column(name)
     table.add_column("state")
     shown = plan.jobs
     if len(shown) > MAX_ROWS:

@@ -1,0 +1,99 @@
+"""The command line: validate, plan, schema; help everywhere; no torch for planning."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ftmatrix.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).parent.parent
+
+
+def test_validate_says_ok_with_the_job_count():
+    result = runner.invoke(app, ["validate", "matrices/hw4.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "ok: 6 jobs in 'hw4'" in result.output
+
+
+def test_plan_shows_ids_and_varying_settings():
+    result = runner.invoke(app, ["plan", "matrices/hw4.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "6 jobs (0 done, 6 pending)" in result.output
+    assert "r24" in result.output
+
+
+def test_plan_json_lists_every_job():
+    result = runner.invoke(app, ["plan", "matrices/loss-functions.yaml", "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert len(data["jobs"]) == 90
+    assert data["axes"] == ["train.epochs", "train.batch_size", "train.lr", "train.loss.name"]
+
+
+def test_max_jobs_option_refuses_and_raises_the_limit():
+    refused = runner.invoke(app, ["validate", "matrices/loss-functions.yaml", "--max-jobs", "50"])
+    assert refused.exit_code == 2
+    assert "90 jobs" in refused.output
+    assert runner.invoke(app, ["validate", "matrices/loss-functions.yaml"]).exit_code == 0
+
+
+def test_missing_file_is_a_clear_error():
+    result = runner.invoke(app, ["validate", "nope.yaml"])
+    assert result.exit_code == 2
+    assert "nope.yaml:1:1: no such file" in result.output
+
+
+def test_schema_is_json_schema_with_axis_paths(tmp_path):
+    out = tmp_path / "schema.json"
+    assert runner.invoke(app, ["schema", "--out", str(out)]).exit_code == 0
+    schema = json.loads(out.read_text())
+    assert schema["properties"]["base"]["$ref"] == "#/$defs/JobConfig"
+    grid = schema["properties"]["grid"]
+    assert "train.lr" in grid["properties"] and "lora" in grid["properties"]
+    assert grid["additionalProperties"] is False
+    assert any(re.fullmatch(p, "model.config.hidden_size") for p in grid["patternProperties"])
+    train = schema["$defs"]["TrainConfig"]["properties"]
+    assert all("description" in f for f in train.values())
+
+
+def test_every_command_and_option_has_help():
+    for command in app.registered_commands:
+        name = command.name or command.callback.__name__
+        assert command.callback.__doc__, name
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0
+        for line in result.output.splitlines():
+            if re.match(r"^│\s+--[a-z]", line):
+                assert len(line.strip("│ ").split(None, 2)) >= 2, line
+
+
+def test_every_command_is_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    for command in app.registered_commands:
+        name = command.name or command.callback.__name__.replace("_", "-")
+        assert f"ftmatrix {name}" in readme, name
+
+
+def test_plan_and_validate_never_import_torch():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from ftmatrix.cli import app\n"
+        "r = CliRunner().invoke(app, ['plan', 'matrices/hw4.yaml'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(app, ['validate', 'matrices/loss-functions.yaml'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'transformers', 'peft') if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
