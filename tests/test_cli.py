@@ -90,8 +90,8 @@ def test_plan_and_validate_never_import_torch():
         "assert r.exit_code == 0, r.output\n"
         "r = CliRunner().invoke(app, ['validate', 'matrices/loss-functions.yaml'])\n"
         "assert r.exit_code == 0, r.output\n"
-        "heavy = sorted(m for m in ('torch', 'torchvision', 'transformers', 'peft') if m in sys.modules)\n"
-        "print(heavy)\n"
+        "heavy = ('torch', 'torchvision', 'transformers', 'peft')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

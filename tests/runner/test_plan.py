@@ -33,7 +33,11 @@ def test_grid_is_the_cartesian_product_with_labels_from_varying_axes():
     p = expand(grid={"train.lr": [0.1, 1e-4], "train.epochs": [1, 2, 3], "train.seed": [7]})
     assert len(p.jobs) == 6
     assert p.axes == ["train.lr", "train.epochs"]  # a one-value axis does not vary
-    assert [j.label for j in p.jobs[:3]] == ["lr=0.1 epochs=1", "lr=0.1 epochs=2", "lr=0.1 epochs=3"]
+    assert [j.label for j in p.jobs[:3]] == [
+        "lr=0.1 epochs=1",
+        "lr=0.1 epochs=2",
+        "lr=0.1 epochs=3",
+    ]
     assert p.jobs[3].label == "lr=1e-4 epochs=1"
     assert p.jobs[3].config.train.lr == 1e-4
     assert all(j.config.train.seed == 7 for j in p.jobs)
@@ -245,7 +249,9 @@ def test_size_is_product_minus_excludes_plus_new_includes(spec):
     keys = list(grid)
     points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
     kept = [
-        pt for pt in points if not any(all(pt[k] == v for k, v in ex.items()) for ex in spec["exclude"])
+        pt
+        for pt in points
+        if not any(all(pt[k] == v for k, v in ex.items()) for ex in spec["exclude"])
     ]
     new = {
         tuple(sorted(inc.items()))  # two identical new points are one job
