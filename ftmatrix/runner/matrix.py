@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ftmatrix import catalog
+from ftmatrix.runner.search import SearchSpec
 
 # Refuse alias expansion past this many nodes ("billion laughs") and deep nesting.
 MAX_NODES = 200_000
@@ -213,6 +214,10 @@ class MatrixSpec(BaseModel):
     )
     runs_dir: str | None = Field(
         None, description="Root of run folders, relative to this file (default: ./runs)."
+    )
+    search: SearchSpec | None = Field(
+        None,
+        description="Tuned search (random, TPE, evolution) over a space, for each grid point.",
     )
 
 

@@ -35,6 +35,7 @@ from ftmatrix.result import PlanEntry, PlanFile
 from ftmatrix.runner import matrix as matrix_file
 from ftmatrix.runner import paths
 from ftmatrix.runner.matrix import MatrixError, MatrixSpec, Positions, Problem
+from ftmatrix.runner.search import METRICS, Dist, parse_space, read_space_file
 
 DEFAULT_MAX_JOBS = 10_000
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
@@ -124,6 +125,9 @@ class Plan:
     axes: list[str]  # varying dotted keys, in order
     points: int = 0  # matrix points before identical jobs were merged
     spec: MatrixSpec | None = None
+    # with a `search:` block, each job above is a grid point whose trials are sampled
+    # at run time over these distributions
+    search: list[Dist] = field(default_factory=list)
 
     @property
     def axis_names(self) -> list[str]:
@@ -220,6 +224,7 @@ def expand(
     positions = positions or Positions(str(path or "<matrix>"))
     ex = _Expander(spec, positions, problems)
     jobs, axes, points = ex.run(max_jobs)
+    dists = ex.check_search(jobs, base_dir=Path(path).parent if path else Path("."))
     if raise_now and problems:
         raise MatrixError(problems)
     return Plan(
@@ -231,6 +236,7 @@ def expand(
         axes=axes,
         points=points,
         spec=spec,
+        search=dists,
     )
 
 
@@ -274,6 +280,50 @@ class _Expander:
         ]
         points += self.apply_includes(points, includes, groups, axis_keys)
         return self.jobs(points, groups, seeds)
+
+    def check_search(self, jobs: list[Job], *, base_dir: Path) -> list[Dist]:
+        """Parse and check the search space: names, bounds, and that every bound is a
+        valid setting for the job schema (lr >= 0 ...), reported at the space key."""
+        search = self.spec.search
+        if search is None:
+            return []
+        where = ("search",)
+        if search.metric not in METRICS:
+            self.problem(
+                (*where, "metric"),
+                "search.metric",
+                f"unknown metric '{search.metric}'; expected one of: {', '.join(METRICS)}"
+                f"{catalog.did_you_mean(search.metric, METRICS)}",
+            )
+        space = dict(search.space)
+        if search.space_file:
+            try:
+                space.update(read_space_file(base_dir / search.space_file))
+            except (OSError, ValueError) as err:
+                self.problem((*where, "space_file"), "search.space_file", f"cannot read: {err}")
+        if not space:
+            self.problem(where, "search.space", "the search space is empty")
+        fixed = set(self.spec.grid) | {k for z in self.spec.zip_ for k in z}
+        dists, problems = parse_space(space, fixed=fixed)
+        for key, message in problems:
+            self.problem((*where, "space", key), f"search.space.{key}", message)
+        if search.strategy == "grid":
+            for d in dists:
+                try:
+                    d.grid_values()
+                except ValueError as err:
+                    self.problem((*where, "space", d.path), f"search.space.{d.path}", str(err))
+        # every bound (or choice) must itself be a valid setting; checked on the unit
+        # it belongs to, against the base (skipped where the base alone is incomplete)
+        task = jobs[0].part("task") if jobs else "image-classification"
+        invalid = self.untouched(task)[4]
+        for d in dists:
+            for value in d.bounds():
+                s = _Set(d.path, value, (*where, "space", d.path), _fmt(value), ("q", d.path))
+                for entry in s.units:
+                    if entry[0] not in invalid:
+                        self.unit(entry[0], [entry], task)
+        return dists
 
     def check_base(self) -> None:
         fields = list(JobConfig.model_fields)

@@ -1,0 +1,279 @@
+"""The `search:` block of a matrix: tuned search (random, TPE, evolution) over a space.
+
+A space maps dotted config paths to distributions, written either in ftmatrix's form
+(`train.lr: {loguniform: [1e-4, 0.1]}`) or in NNI's (`{_type: loguniform, _value: [...]}`,
+inline or from an NNI search-space file), so NNI experiments carry across unchanged.
+Every NNI `_type` is either supported or refused with a reason.
+
+Validation needs no optuna; sampling imports it lazily (`Dist.suggest` takes a trial).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ftmatrix import catalog
+from ftmatrix.runner import paths
+
+KINDS = ("choice", "uniform", "loguniform", "int", "quniform", "qloguniform")
+# NNI's documented _type values: what each becomes here, or why it is refused.
+NNI_TYPES: dict[str, str] = {
+    "choice": "choice",
+    "randint": "int",  # [lower, upper): upper excluded
+    "uniform": "uniform",
+    "quniform": "quniform",
+    "loguniform": "loguniform",
+    "qloguniform": "qloguniform",
+}
+NNI_REFUSED = {
+    t: "optuna's samplers have no unbounded normal distribution; bound it with "
+    "uniform or loguniform (e.g. mu ± 3 sigma)"
+    for t in ("normal", "qnormal", "lognormal", "qlognormal")
+}
+
+
+class SearchSpec(BaseModel):
+    """Tuned search instead of (or on top of) the grid: each trial is a job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Literal["grid", "random", "tpe", "evolution"] = Field(
+        "tpe", description="Sampler: grid (all choices), random, tpe, or evolution (NSGA-II)."
+    )
+    trials: int = Field(20, gt=0, description="Trials per grid point (the budget).")
+    metric: str = Field(
+        "test.accuracy",
+        description="What is optimised: test.accuracy, test.f1_macro, test.loss, or a "
+        "validation metric's best value: val_accuracy, val_loss, val_f1.",
+    )
+    direction: Literal["maximize", "minimize"] = Field(
+        "maximize", description="Whether larger or smaller metric values are better."
+    )
+    seed: int = Field(0, description="Seed of the sampler: the same seed, the same trials.")
+    prune: Literal["median", "asha"] | None = Field(
+        None, description="Stop trials whose per-epoch validation metric is clearly worse."
+    )
+    space: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Dotted path -> distribution: {choice: [...]}, {uniform: [lo, hi]}, "
+        "{loguniform: [lo, hi]}, {int: [lo, hi], step: 1}, {quniform: [lo, hi, q]}, "
+        "{qloguniform: [lo, hi, q]}, or NNI's {_type: ..., _value: [...]}.",
+    )
+    space_file: str | None = Field(
+        None, description="An NNI search-space file (JSON or YAML), relative to the matrix."
+    )
+
+
+METRICS = (
+    "test.accuracy",
+    "test.f1_macro",
+    "test.f1_weighted",
+    "test.precision_macro",
+    "test.recall_macro",
+    "test.loss",
+    "val_accuracy",
+    "val_loss",
+    "val_f1",
+)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """One searched setting."""
+
+    path: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None  # int step, or q of the quantized kinds
+    values: tuple[Any, ...] = ()
+
+    def suggest(self, trial: Any) -> Any:
+        """Draw a value with an optuna trial (ask/tell interface)."""
+        name = self.path
+        if self.kind == "choice":
+            if all(v is None or isinstance(v, (bool, int, float, str)) for v in self.values):
+                return trial.suggest_categorical(name, list(self.values))
+            # optuna stores plain values only: choose an index, map it back
+            index = trial.suggest_categorical(name, list(range(len(self.values))))
+            return self.values[index]
+        if self.kind == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1))
+        if self.kind == "uniform":
+            return trial.suggest_float(name, self.low, self.high)
+        if self.kind == "loguniform":
+            return trial.suggest_float(name, self.low, self.high, log=True)
+        if self.kind == "quniform":
+            return _quantize(trial.suggest_float(name, self.low, self.high), self)
+        if self.kind == "qloguniform":
+            return _quantize(trial.suggest_float(name, self.low, self.high, log=True), self)
+        raise AssertionError(self.kind)
+
+    def grid_values(self) -> list[Any]:
+        """Every value, for strategy: grid (choices and integer ranges only)."""
+        if self.kind == "choice":
+            return list(self.values)
+        if self.kind == "int":
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        raise ValueError(f"{self.path}: strategy grid needs choice or int, not {self.kind}")
+
+    def bounds(self) -> list[Any]:
+        """Values that must be valid settings for the whole range to be: the choices,
+        or the ends of the range."""
+        return list(self.values) if self.kind == "choice" else [self.low, self.high]
+
+
+def _quantize(x: float, d: Dist) -> float:
+    """NNI's definition: clip(round(x / q) * q, low, high)."""
+    q = d.step or 1.0
+    value = min(max(round(x / q) * q, d.low), d.high)
+    return float(f"{value:.12g}")  # 0.30000000000000004 -> 0.3
+
+
+def parse_space(
+    space: dict[str, Any], *, fixed: set[str] = frozenset()
+) -> tuple[list[Dist], list[tuple[str, str]]]:
+    """Distributions and (key, message) problems. `fixed` are grid axes, which a
+    space may not also vary."""
+    dists, problems = [], []
+    leaves = _leaf_index()
+    for key, spec in space.items():
+        path = str(key)
+        if paths.check(path) is not None:
+            matches = leaves.get(path, [])
+            if len(matches) == 1:
+                path = matches[0]  # an NNI name such as `lr` -> train.lr
+            else:
+                hint = f" (did you mean one of {', '.join(matches)}?)" if matches else ""
+                problems.append((str(key), (paths.check(str(key)) or "") + hint))
+                continue
+        if path in fixed:
+            problems.append((str(key), f"'{path}' is both a grid axis and searched"))
+            continue
+        try:
+            dists.append(_dist(path, spec))
+        except ValueError as err:
+            problems.append((str(key), str(err)))
+    return dists, problems
+
+
+def _leaf_index() -> dict[str, list[str]]:
+    """Field name -> the dotted paths that end with it (for NNI's bare names)."""
+    index: dict[str, list[str]] = {}
+    for p in paths.all_paths():
+        index.setdefault(p.rsplit(".", 1)[-1], []).append(p)
+    return index
+
+
+def _dist(path: str, spec: Any) -> Dist:
+    if not isinstance(spec, dict) or not spec:
+        raise ValueError(
+            "a distribution is a mapping such as {loguniform: [1e-4, 0.1]} or "
+            "{_type: choice, _value: [...]}"
+        )
+    if "_type" in spec:  # NNI
+        extra = set(spec) - {"_type", "_value"}
+        if extra:
+            raise ValueError(f"unknown key(s) {sorted(extra)} beside _type/_value")
+        kind, value = spec["_type"], spec.get("_value")
+        if kind in NNI_REFUSED:
+            raise ValueError(f"NNI _type '{kind}' is not supported: {NNI_REFUSED[kind]}")
+        if kind not in NNI_TYPES:
+            known = [*NNI_TYPES, *NNI_REFUSED]
+            raise ValueError(f"unknown NNI _type '{kind}'{catalog.did_you_mean(kind, known)}")
+        if kind == "choice" and any(isinstance(v, dict) and "_name" in v for v in value or []):
+            raise ValueError("NNI nested search spaces (choices with _name) are not supported")
+        if kind == "randint":
+            _check_numbers(value, 2, kind)
+            return _checked(Dist(path, "int", low=value[0], high=value[1] - 1, step=1))
+        return _from_values(path, NNI_TYPES[kind], value)
+    kinds = [k for k in spec if k in KINDS]
+    if len(kinds) != 1:
+        unknown = [k for k in spec if k not in (*KINDS, "step")]
+        hint = catalog.did_you_mean(str(unknown[0]), KINDS) if unknown else ""
+        raise ValueError(
+            f"give exactly one distribution of: {', '.join(KINDS)}"
+            + (f"; unknown '{unknown[0]}'{hint}" if unknown else "")
+        )
+    kind = kinds[0]
+    extra = set(spec) - {kind, "step"}
+    if extra or ("step" in spec and kind != "int"):
+        raise ValueError(f"unknown key(s) {sorted(extra or {'step'})} for {kind}")
+    dist = _from_values(path, kind, spec[kind])
+    if kind == "int" and "step" in spec:
+        dist = _checked(Dist(path, "int", low=dist.low, high=dist.high, step=spec["step"]))
+    return dist
+
+
+def _from_values(path: str, kind: str, value: Any) -> Dist:
+    if kind == "choice":
+        if not isinstance(value, list) or not value:
+            raise ValueError("choice needs a non-empty list of values")
+        return Dist(path, "choice", values=tuple(value))
+    if kind in ("quniform", "qloguniform"):
+        _check_numbers(value, 3, kind)
+        return _checked(Dist(path, kind, low=value[0], high=value[1], step=value[2]))
+    _check_numbers(value, 2, kind)
+    return _checked(
+        Dist(path, kind, low=value[0], high=value[1], step=1 if kind == "int" else None)
+    )
+
+
+def _check_numbers(value: Any, n: int, kind: str) -> None:
+    shape = "[low, high, q]" if n == 3 else "[low, high]"
+    if not isinstance(value, list) or len(value) != n:
+        raise ValueError(f"{kind} needs {shape}, got {value!r}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{kind} needs numbers {shape}, got {value!r}")
+    if not all(math.isfinite(v) for v in value):
+        raise ValueError(f"{kind} bounds must be finite, got {value!r}")
+
+
+def _checked(d: Dist) -> Dist:
+    if not d.low < d.high and not (d.kind == "int" and d.low == d.high):
+        raise ValueError(f"{d.kind} needs low < high, got [{d.low}, {d.high}]")
+    if d.kind in ("loguniform", "qloguniform") and d.low <= 0:
+        raise ValueError(f"{d.kind} needs low > 0, got {d.low}")
+    if d.step is not None and d.step <= 0:
+        raise ValueError(f"the step/q of {d.kind} must be > 0, got {d.step}")
+    if d.kind == "int" and not all(float(v).is_integer() for v in (d.low, d.high, d.step)):
+        raise ValueError(f"int needs whole numbers, got [{d.low}, {d.high}] step {d.step}")
+    return d
+
+
+def read_space_file(path: Path) -> dict[str, Any]:
+    """An NNI search-space file: JSON, or YAML with the same shape."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        return json.loads(text)
+    import yaml
+
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError("a search-space file must be a mapping of name -> distribution")
+    return data
+
+
+def sampler(spec: SearchSpec, dists: list[Dist]):
+    """The optuna sampler for a strategy (imports optuna)."""
+    import optuna
+
+    if spec.strategy == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    if spec.strategy == "tpe":
+        return optuna.samplers.TPESampler(seed=spec.seed)
+    if spec.strategy == "evolution":
+        population = max(2, min(spec.trials // 4, 50))
+        return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=population)
+    grid = {}
+    for d in dists:
+        values = d.grid_values()
+        plain = all(v is None or isinstance(v, (bool, int, float, str)) for v in values)
+        grid[d.path] = values if plain else list(range(len(values)))
+    return optuna.samplers.GridSampler(grid, seed=spec.seed)
