@@ -570,5 +570,8 @@ def job_id(cfg: JobConfig) -> str:
     return hash_id(canonical_json(normalized(cfg)))
 
 
+ID_LENGTH = 12  # hex digits: 48 bits, collision-free in practice for 10^5 jobs
+
+
 def hash_id(canonical: str) -> str:
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return hashlib.sha256(canonical.encode()).hexdigest()[:ID_LENGTH]

@@ -8,6 +8,7 @@ few distinct values per axis validates a few hundred small dicts, not 100,000 jo
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from ftmatrix import catalog
 from ftmatrix.config import (
     _DROP,
+    ID_LENGTH,
     SECTIONS,
     JobConfig,
     TrainConfig,
@@ -69,7 +71,7 @@ class Job:
         values: tuple[str, ...],
         config: JobConfig | None = None,
         *,
-        parts: dict[str, Any] | None = None,
+        parts: tuple | None = None,
         label: str | None = None,
     ):
         self.id = id  # 12 hex chars: hash of the normalised config, the job folder's name
@@ -96,13 +98,15 @@ class Job:
     def config(self) -> JobConfig:
         """The validated JobConfig (assembled on first use from validated parts)."""
         if self._config is None:
-            self._config = _assemble(self._parts if self._parts is not None else {})
+            self._config = _assemble(_Parts.of(self._parts))
         return self._config
 
     def part(self, section: str) -> Any:
         """One validated top-level section, without assembling the whole config."""
-        if self._parts is not None and section in self._parts:
-            return self._parts[section]
+        if self._config is None and self._parts is not None:
+            parts = _Parts.of(self._parts)
+            if section in parts:
+                return parts[section]
         return getattr(self.config, section)
 
     def replace_config(self, config: JobConfig) -> Job:
@@ -505,40 +509,157 @@ class _Expander:
         every_set = [s for g in groups for row in g.rows for s in row]
         every_set += [s for p in points for s in p.sets] + [s for s in seed_sets if s]
         self.variable_units = {entry[0] for s in every_set for entry in s.units}
-        found: dict[str, tuple[dict[str, Any], list[_Set], bool]] = {}
-        count = 0
+        found: dict[str, tuple[Any, _Point, _Set | None]] = {}
+        self.group_list = groups
+        count = len(points) * len(seed_sets)
         before = len(self.problems)
-        for p in points:
-            sets: list[_Set] = []
-            if p.rows is not None:
-                for g, r in zip(groups, p.rows, strict=True):
-                    sets += g.rows[r]
-            sets += p.sets
-            count += len(seed_sets)
-            plain = p.rows is not None and not p.sets  # sets exactly the axes, in order
-            point = self.build(sets, _by_unit(sets))
-            if point is None:
-                continue
-            template, touched, fragments, slot = point
-            for seed_set in seed_sets:  # seeds share everything else of the point
-                all_sets = sets
-                if seed_set is not None:
-                    all_sets = [*sets, seed_set]
-                    key = ("train.seed", None, seed_set.source)
-                    got = self.unit_cache.get(key) or self.unit(
-                        "train.seed", seed_set.units, touched["task"]
-                    )
-                    if got is None:
-                        continue
-                    touched = {**point[1], "train.seed": got[0]}
-                    fragments = point[2].copy()
-                    fragments[slot] = got[1]
-                jid = hash_id(template.format(*fragments))
-                if jid not in found:
-                    found[jid] = (touched, all_sets, plain)
+        if any(e[0] == "task" for s in every_set for e in s.units):
+            # the task changes the template itself: validate every job whole (rare)
+            for p in points:
+                sets = [s for g, r in zip(groups, p.rows or (), strict=False) for s in g.rows[r]]
+                for seed_set in seed_sets:
+                    full = [*sets, *p.sets, *([seed_set] if seed_set else [])]
+                    built = self.build(full, _by_unit(full))
+                    if built is not None:
+                        template, touched, fragments, _ = built
+                        jid = hash_id(template.format(*fragments))
+                        found.setdefault(jid, (touched, p, seed_set))
+        else:
+            self.walk(points, groups, seed_sets, found)
         if len(self.problems) > before:
             return [], [], count
         return self.finish(found, axes), self.varying, count
+
+    def walk(
+        self,
+        points: list[_Point],
+        groups: list[_Group],
+        seed_sets: list[_Set | None],
+        found: dict[str, tuple[Any, _Point, _Set | None]],
+    ) -> None:
+        """Validate and hash every job, sharing work between neighbouring points.
+
+        Points come in product order, so consecutive points share a prefix of axis
+        values. A stack holds the validated state after each axis; a point re-applies
+        only the axes after its common prefix with the previous point."""
+        task_unit = self.unit("task", (), None)
+        if task_unit is None:
+            return
+        task = task_unit[0]
+        base, template, slots, fragments, invalid = self.untouched(task)
+        base_data, base_model, base_lora = base["data"], base["model"], base["lora"]
+        cross_cache, cache = self.cross_cache, self.unit_cache
+        seed_slot = slots["train.seed"] if seed_sets != [None] else None
+        root = ({}, {"task": task}, list(fragments), frozenset())
+        # units set again after axis d (by later axes, includes or seeds) wait until then
+        units_of = [{e[0] for row in g.rows for s in row for e in s.units} for g in groups]
+        # (seeds come last and set only train.seed, which no axis may also set)
+        last = {e[0] for p in points for s in p.sets for e in s.units}
+        defer, later = [], set(last)
+        for units in reversed(units_of):
+            defer.append(frozenset(units & later))
+            later |= units
+        defer.reverse()
+        now = frozenset()
+        stack: list[Any] = [root]
+        previous: tuple[int, ...] = ()
+        for p in points:
+            if p.rows is None:  # a new point from include
+                state = self.apply(root, p.sets, task=task, slots=slots, defer=now)
+            else:
+                k = 0
+                while k < len(previous) and previous[k] == p.rows[k]:
+                    k += 1
+                del stack[k + 1 :]
+                for d in range(k, len(groups)):
+                    row = groups[d].rows[p.rows[d]]
+                    stack.append(self.apply(stack[-1], row, task=task, slots=slots, defer=defer[d]))
+                previous = p.rows
+                state = stack[-1]
+                if state is not None and (p.sets or state[3]):
+                    state = self.apply(state, p.sets, task=task, slots=slots, defer=now)
+            if state is None:
+                continue
+            by_unit, touched, frags, _ = state
+            if invalid and any(u not in by_unit for u in invalid):
+                for unit in invalid:
+                    if unit not in by_unit:
+                        self.problems += self.deferred.pop((task, unit), [])
+                continue
+            cross_key = (
+                task,
+                id(touched.get("data", base_data)),
+                id(touched.get("model", base_model)),
+                id(touched.get("lora", base_lora)),
+            )
+            cross = cross_cache.get(cross_key)
+            if cross is None:
+                cross = [] if self.cross_ok(touched, self.point_sets(p, None)) else [True]
+            if cross:
+                continue
+            if seed_slot is None:
+                jid = hash_id(template.format(*frags))
+                if jid not in found:
+                    found[jid] = (touched, p, None)
+                continue
+            # seeds change one unit: hash the text before it once, per seed the rest
+            marked = list(frags)
+            marked[seed_slot] = "\x00"
+            before_seed, after_seed = template.format(*marked).split("\x00")
+            head = hashlib.sha256(before_seed.encode())
+            for seed_set in seed_sets:
+                key = ("train.seed", None, seed_set.source)
+                got = cache.get(key) or self.unit("train.seed", seed_set.units, task)
+                if got is None:
+                    continue
+                digest = head.copy()
+                digest.update((got[1] + after_seed).encode())
+                jid = digest.hexdigest()[:ID_LENGTH]
+                if jid not in found:
+                    found[jid] = ((touched, got[0]), p, seed_set)
+
+    def apply(self, state, sets: list[_Set], *, task: str, slots: dict[str, int], defer: frozenset):
+        """The state (units' sets, validated units, JSON fragments, units awaiting
+        validation) after `sets`; None when a unit it validates is invalid.
+
+        A unit that a later axis also sets is validated only once all its values are
+        in (`defer`): `distill.enabled: true` alone is invalid until the teacher comes."""
+        if state is None:
+            return None
+        by_unit, touched, frags, pending = dict(state[0]), dict(state[1]), list(state[2]), state[3]
+        changed = set()
+        for s in sets:
+            for entry in s.units:
+                unit = entry[0]
+                given = by_unit.get(unit)
+                by_unit[unit] = [*given, entry] if given else [entry]
+                changed.add(unit)
+        waiting = pending | changed
+        cache = self.unit_cache
+        for unit in waiting - defer:
+            given = by_unit[unit]
+            key = (unit, task if unit in _TASK_DEPENDENT else None, _sources(given))
+            got = cache[key] if key in cache else self.unit(unit, given, task)
+            if got is None:
+                return None
+            touched[unit] = got[0]
+            slot = slots.get(unit)
+            if slot is not None:
+                frags[slot] = got[1]
+        return by_unit, touched, frags, frozenset(waiting & defer)
+
+    def cross_ok(self, touched: dict[str, Any], sets: list[_Set]) -> bool:
+        """cross_check, cached on the identity of the sections it reads."""
+        task = touched["task"]
+        base = self.untouched(task)[0]
+        parts = [touched.get(n, base.get(n)) for n in ("data", "model", "lora")]
+        key = (task, *map(id, parts))
+        cross = self.cross_cache.get(key)
+        if cross is None:
+            cross = self.cross_cache[key] = cross_check(_assemble({**base, **touched}))
+            for dotted, message in cross:
+                self.problem(_origin(dotted, sets), dotted, message)
+        return not cross
 
     def check_sections(self) -> bool:
         """Validate what no unit covers: unknown keys and the shape of base.train."""
@@ -567,7 +688,7 @@ class _Expander:
         if task is None:
             return None
         task_value = task[0]
-        base, template, slots, base_fragments, invalid = self.untouched(task_value)
+        _, template, slots, base_fragments, invalid = self.untouched(task_value)
         touched: dict[str, Any] = {"task": task_value}
         fragments = list(base_fragments)
         cache = self.unit_cache
@@ -580,20 +701,12 @@ class _Expander:
             slot = slots.get(unit)
             if slot is not None:
                 fragments[slot] = got[1]
-        if invalid and any(u not in by_unit for u in invalid):
-            for unit in invalid:
-                if unit not in by_unit:
-                    self.problems += self.deferred.pop((task_value, unit), [])
+        missing = [u for u in invalid if u not in by_unit]
+        if missing:
+            for unit in missing:
+                self.problems += self.deferred.pop((task_value, unit), [])
             return None
-        # validated sections are shared objects, so their identity is a cache key
-        cross_parts = [touched.get(n, base.get(n)) for n in ("data", "model", "lora")]
-        key = (task_value, *map(id, cross_parts))
-        cross = self.cross_cache.get(key)
-        if cross is None:
-            cross = self.cross_cache[key] = cross_check(_assemble({**base, **touched}))
-            for dotted, message in cross:
-                self.problem(_origin(dotted, sets), dotted, message)
-        if cross:
+        if not self.cross_ok(touched, sets):
             return None
         return template, touched, fragments, slots.get("train.seed")
 
@@ -696,18 +809,28 @@ class _Expander:
             message = message[len("Value error, ") :]
         self.problem(_origin(dotted, sets), dotted, message)
 
-    def finish(self, found: dict[str, tuple[dict[str, Any], list[_Set], bool]], axes: list[str]):
+    def point_sets(self, p: _Point, seed_set: _Set | None) -> list[_Set]:
+        """Every assignment of one job: its axis values, include keys, seed."""
+        sets = [s for g, r in zip(self.group_list, p.rows or (), strict=False) for s in g.rows[r]]
+        return [*sets, *p.sets, *([seed_set] if seed_set is not None else [])]
+
+    def finish(self, found: dict[str, tuple[Any, _Point, _Set | None]], axes: list[str]):
         """Jobs with labels made of the settings that vary (in axis order)."""
         where = {a: i for i, a in enumerate(axes)}
         n = len(axes)
+        groups = self.group_list
         shown = []
-        for touched, sets, plain in found.values():
-            if plain and len(sets) == n:
+        for touched, p, seed_set in found.values():
+            if p.rows is not None and not p.sets:
                 # a grid point sets exactly the axes, in axis order (seed last)
-                shown.append([s.display for s in sets])
-                continue
+                values = [s.display for g, r in zip(groups, p.rows) for s in g.rows[r]]  # noqa: B905
+                if seed_set is not None:
+                    values.append(seed_set.display)
+                if len(values) == n:
+                    shown.append(values)
+                    continue
             values = [""] * n  # a point added by include may lack some axes
-            for s in sets:
+            for s in self.point_sets(p, seed_set):
                 values[where[s.path]] = s.display
             for a, i in where.items():
                 if not values[i]:
@@ -718,7 +841,7 @@ class _Expander:
         header = _Header(keys, tuple(_short_names(list(keys)).values()))
         base = {task: self.untouched(task)[0] for task in catalog.TASKS if self.has_task(task)}
         jobs = [
-            Job(jid, header, tuple([values[i] for i in varying]), parts=_Parts(base[t["task"]], t))
+            Job(jid, header, tuple([values[i] for i in varying]), parts=(base, t))
             for (jid, (t, _, _)), values in zip(found.items(), shown)  # noqa: B905
         ]
         self.varying = list(keys)
@@ -727,7 +850,9 @@ class _Expander:
     def has_task(self, task: str) -> bool:
         return ("untouched", task) in self.unit_cache
 
-    def full_parts(self, touched: dict[str, Any]) -> dict[str, Any]:
+    def full_parts(self, touched: dict[str, Any] | tuple) -> dict[str, Any]:
+        if isinstance(touched, tuple):
+            touched = {**touched[0], "train.seed": touched[1]}
         return {**self.untouched(touched["task"])[0], **touched}
 
     def resolve_teachers(self, jobs: list[Job]) -> list[Job]:
@@ -797,6 +922,16 @@ class _Parts(dict):
     def __init__(self, base: dict[str, Any], touched: dict[str, Any]):
         super().__init__()
         self.base, self.touched = base, touched
+
+    @staticmethod
+    def of(packed: tuple) -> _Parts:
+        """From what the expander stores per job: (base units by task, touched units)
+        where touched may be (units of the point, its seed)."""
+        bases, touched = packed
+        if isinstance(touched, tuple):
+            point, seed = touched
+            touched = {**point, "train.seed": seed}
+        return _Parts(bases[touched["task"]], touched)
 
     def __contains__(self, key: object) -> bool:
         return key in self.touched or key in self.base
