@@ -55,9 +55,9 @@ def test_loss_functions_is_the_full_product():
 def test_quickstart_is_lora_on_off_at_two_learning_rates():
     p = plan.load_plan("matrices/quickstart.yaml")
     assert [j.label for j in p.jobs] == [
+        "lora=false lr=0.01",
         "lora=false lr=0.003",
-        "lora=false lr=0.001",
+        "lora=true lr=0.01",
         "lora=true lr=0.003",
-        "lora=true lr=0.001",
     ]
     assert all(j.config.data.builtin == "digits" and not j.config.model.pretrained for j in p.jobs)

@@ -1,0 +1,205 @@
+"""The training and evaluation passes.
+
+No host synchronisation per step: losses and correct counts accumulate on the device
+and are read every `log_every` steps. Batches are shuffled by a generator seeded from
+(seed, epoch), so an epoch draws the same order whether or not the job was resumed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ftmatrix.config import AugmentConfig
+from ftmatrix.trainers.data import ImageBatches, Split, TextBatches
+from ftmatrix.trainers.models import Built, logits
+
+
+class NanLoss(Exception):
+    """The loss became NaN or infinite (error class `nan_loss`)."""
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived: stop between steps, leave no result."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+@dataclass
+class Inputs:
+    """Turns stored batches into model inputs on the device."""
+
+    built: Built
+    device: torch.device
+    kind: str  # image | text
+
+    def __post_init__(self):
+        self.mean = torch.tensor(self.built.mean, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(self.built.std, device=self.device).view(1, -1, 1, 1)
+
+    def __call__(self, x):
+        if self.kind == "text":
+            return {k: v.to(self.device, non_blocking=True) for k, v in x.items()}
+        x = x.to(self.device, non_blocking=True).float().div_(255)
+        return (x - self.mean) / self.std
+
+
+class Augmented(ImageBatches):
+    """Per-image random transforms (torchvision v2, on uint8 tensors)."""
+
+    def __init__(self, split: Split, transform):
+        super().__init__(split)
+        self.transform = transform
+
+    def __getitem__(self, i: int):
+        return self.transform(self.split.x[i]), self.split.y[i]
+
+
+def augmentation(spec: AugmentConfig, size: int):
+    from torchvision.transforms import v2
+
+    steps = []
+    if spec.resized_crop:
+        steps.append(v2.RandomResizedCrop(size, scale=spec.crop_scale, antialias=True))
+    if spec.horizontal_flip:
+        steps.append(v2.RandomHorizontalFlip(spec.horizontal_flip))
+    if spec.affine_degrees or spec.affine_translate:
+        t = spec.affine_translate
+        steps.append(v2.RandomAffine(spec.affine_degrees, translate=(t, t) if t else None))
+    if spec.grayscale:
+        steps.append(v2.RandomGrayscale(spec.grayscale))
+    if spec.color_jitter:
+        j = spec.color_jitter
+        steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
+    return v2.Compose(steps)
+
+
+def loader(
+    split: Split,
+    *,
+    kind: str,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    transform=None,
+    workers: int = 0,
+) -> DataLoader:
+    if kind == "text":
+        dataset = TextBatches(split)
+    elif transform is not None:
+        dataset = Augmented(split, transform)
+    else:
+        dataset = ImageBatches(split)
+    generator = None
+    if shuffle_seed is not None:
+        generator = torch.Generator().manual_seed(shuffle_seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle_seed is not None,
+        generator=generator,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+    )
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+    seconds: float
+    samples: int
+
+
+def train_epoch(
+    *,
+    model: torch.nn.Module,
+    built: Built,
+    data: DataLoader,
+    inputs: Inputs,
+    loss_fn: Callable,
+    optimizer: torch.optim.Optimizer,
+    schedule,
+    accumulation: int,
+    grad_clip: float | None,
+    autocast: torch.dtype | None,
+    log_every: int,
+    on_log: Callable[[int, int, float, float], None],
+    check_stop: Callable[[], None],
+    poison: bool = False,
+) -> EpochStats:
+    """One pass over the training data. `poison` makes the loss NaN (fault injection)."""
+    model.train()
+    device = inputs.device
+    total = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    steps = len(data)
+    start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    for step, (x, y) in enumerate(data, 1):
+        check_stop()
+        x, y = inputs(x), y.to(device, non_blocking=True)
+        with torch.autocast(
+            device.type, dtype=autocast or torch.float32, enabled=autocast is not None
+        ):
+            out = logits(built, model, x)
+            loss = loss_fn(out, y, x)
+        if poison:
+            loss = loss * float("nan")
+        (loss / accumulation).backward()
+        if step % accumulation == 0 or step == steps:
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.after_step()
+        total += loss.detach().float() * len(y)
+        correct += (out.detach().argmax(dim=-1) == y).sum()
+        seen += len(y)
+        if step % log_every == 0 or step == steps:
+            mean = total.item() / seen  # the one host sync, every log_every steps
+            if not math.isfinite(mean):
+                raise NanLoss(f"loss is {mean} at step {step}")
+            on_log(step, steps, mean, seen / (time.perf_counter() - start))
+    seconds = time.perf_counter() - start
+    return EpochStats(total.item() / max(seen, 1), correct.item() / max(seen, 1), seconds, seen)
+
+
+@torch.inference_mode()
+def evaluate(
+    *,
+    model: torch.nn.Module,
+    built: Built,
+    data: DataLoader,
+    inputs: Inputs,
+    loss_fn: Callable,
+    autocast: torch.dtype | None,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """(mean loss, class probabilities, labels) over a split."""
+    model.eval()
+    device = inputs.device
+    total = torch.zeros((), device=device)
+    probs, labels = [], []
+    for x, y in data:
+        x, y = inputs(x), y.to(device, non_blocking=True)
+        with torch.autocast(
+            device.type, dtype=autocast or torch.float32, enabled=autocast is not None
+        ):
+            out = logits(built, model, x)
+            loss = loss_fn(out, y, None)
+        total += loss.float() * len(y)
+        probs.append(out.float().softmax(dim=-1).cpu())
+        labels.append(y.cpu())
+    n = sum(len(y) for y in labels)
+    if n == 0:
+        return float("nan"), np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
+    return total.item() / n, torch.cat(probs).numpy(), torch.cat(labels).numpy()

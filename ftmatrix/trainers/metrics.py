@@ -1,0 +1,47 @@
+"""Test and validation metrics, all from scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+from ftmatrix.result import TestMetrics
+
+
+def f1_macro(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0))
+
+
+def test_metrics(
+    *, y_true: np.ndarray, probs: np.ndarray, loss: float, class_names: list[str], k: int
+) -> TestMetrics:
+    """Every number result.json reports about the test split."""
+    labels = np.arange(len(class_names))
+    y_pred = probs.argmax(axis=1)
+    cm = skm.confusion_matrix(y_true, y_pred, labels=labels)
+    support = cm.sum(axis=1)
+    per_class = {
+        name: float(cm[i, i] / support[i]) if support[i] else 0.0
+        for i, name in enumerate(class_names)
+    }
+    k = min(k, len(class_names) - 1) if len(class_names) > 2 else None
+    topk = float(skm.top_k_accuracy_score(y_true, probs, k=k, labels=labels)) if k else None
+    return TestMetrics(
+        loss=float(loss),
+        accuracy=float(skm.accuracy_score(y_true, y_pred)),
+        f1_macro=f1_macro(y_true, y_pred),
+        f1_weighted=float(skm.f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+        precision_macro=float(
+            skm.precision_score(y_true, y_pred, average="macro", zero_division=0)
+        ),
+        recall_macro=float(skm.recall_score(y_true, y_pred, average="macro", zero_division=0)),
+        top1=float(skm.top_k_accuracy_score(y_true, probs, k=1, labels=labels))
+        if len(class_names) > 2
+        else float(skm.accuracy_score(y_true, y_pred)),
+        topk=topk,
+        k=k,
+        per_class_accuracy=per_class,
+        confusion_matrix=cm.tolist(),
+        class_names=class_names,
+        n=len(y_true),
+    )

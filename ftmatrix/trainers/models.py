@@ -1,0 +1,181 @@
+"""Models: torchvision classifiers and Hugging Face models, with a fresh head.
+
+`pretrained: true` loads the official weights (torchvision's DEFAULT weights, or
+`from_pretrained`); `false` builds the same architecture from its config, offline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ftmatrix.config import JobConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Model types that a hub id names, for building from config when the hub cannot be
+# reached (pretrained: false and HF_HUB_OFFLINE=1). Checked in order.
+_TYPE_HINTS = (
+    ("deit", "deit"),
+    ("vit", "vit"),
+    ("distilbert", "distilbert"),
+    ("roberta", "roberta"),
+    ("bert", "bert"),
+    ("convnext", "convnext"),
+    ("swin", "swin"),
+)
+
+
+class ConfigError(Exception):
+    """The config cannot be realised for this model (error class `config_error`)."""
+
+
+@dataclass
+class Built:
+    model: nn.Module
+    source: str  # "torchvision" | "hf"
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    head: str  # name of the classification head module (trained fully under LoRA)
+    tokenizer: object | None = None
+    interpolate: bool = False  # ViT at another image size than it was trained at
+
+
+def build(cfg: JobConfig, num_classes: int, class_names: list[str] | None = None) -> Built:
+    if cfg.model.source == "torchvision":
+        return _torchvision(cfg, num_classes)
+    return _hf(cfg, num_classes, class_names or [str(i) for i in range(num_classes)])
+
+
+def _torchvision(cfg: JobConfig, num_classes: int) -> Built:
+    import torchvision
+
+    spec = cfg.model
+    model = torchvision.models.get_model(spec.name, weights="DEFAULT" if spec.pretrained else None)
+    head = _replace_head(model, num_classes, spec.head_dropout)
+    if spec.freeze_backbone:
+        _freeze_all_but(model, head)
+    return Built(model, "torchvision", IMAGENET_MEAN, IMAGENET_STD, head)
+
+
+def _replace_head(model: nn.Module, num_classes: int, dropout: float) -> str:
+    """Swap the last Linear layer of the classifier for one with num_classes outputs."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:  # squeezenet: a 1x1 conv head
+        conv = model.classifier[1]
+        model.classifier[1] = nn.Conv2d(conv.in_channels, num_classes, kernel_size=1)
+        return "classifier"
+    parent_name, _, child = last.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, child) if not child.isdigit() else parent[int(child)]
+    new: nn.Module = nn.Linear(old.in_features, num_classes)
+    if dropout > 0:
+        new = nn.Sequential(nn.Dropout(dropout), new)
+    if child.isdigit():
+        parent[int(child)] = new
+    else:
+        setattr(parent, child, new)
+    return last.split(".")[0]
+
+
+def _freeze_all_but(model: nn.Module, head: str) -> None:
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith(head + ".")
+
+
+def _hf(cfg: JobConfig, num_classes: int, class_names: list[str]) -> Built:
+    import transformers as tf
+
+    spec = cfg.model
+    image = cfg.task == "image-classification"
+    labels = {
+        "num_labels": num_classes,
+        "id2label": dict(enumerate(class_names)),
+        "label2id": {n: i for i, n in enumerate(class_names)},
+    }
+    overrides = dict(spec.config)
+    model_type = overrides.pop("model_type", None)
+    if spec.pretrained:
+        config = tf.AutoConfig.from_pretrained(spec.name, **labels, **overrides)
+    else:
+        try:
+            config = tf.AutoConfig.from_pretrained(spec.name, **labels, **overrides)
+        except OSError:
+            model_type = model_type or _guess_type(spec.name)
+            config = tf.AutoConfig.for_model(model_type, **labels, **overrides)
+    if spec.head_dropout and hasattr(config, "classifier_dropout"):
+        config.classifier_dropout = spec.head_dropout
+    auto = tf.AutoModelForImageClassification if image else tf.AutoModelForSequenceClassification
+    native = getattr(config, "image_size", None)
+    if spec.pretrained:
+        model = auto.from_pretrained(spec.name, config=config, ignore_mismatched_sizes=True)
+    else:
+        if image and native is not None:
+            config.image_size = spec.image_size
+        model = auto.from_config(config)
+    head = next(
+        (n for n in ("classifier", "score", "classification_head") if hasattr(model, n)),
+        "classifier",
+    )
+    if spec.head_dropout and not hasattr(config, "classifier_dropout"):
+        linear = getattr(model, head)
+        setattr(model, head, nn.Sequential(nn.Dropout(spec.head_dropout), linear))
+    if spec.freeze_backbone:
+        _freeze_all_but(model, head)
+    mean, std, tokenizer = IMAGENET_MEAN, IMAGENET_STD, None
+    if image:
+        mean, std = _image_stats(spec.name, pretrained=spec.pretrained)
+    elif spec.pretrained:
+        tokenizer = tf.AutoTokenizer.from_pretrained(spec.name)
+    else:
+        try:  # the model's own tokenizer when it is cached; else one fitted to the data
+            tokenizer = tf.AutoTokenizer.from_pretrained(spec.name)
+        except OSError:
+            tokenizer = None
+    interpolate = image and spec.pretrained and native is not None and native != spec.image_size
+    return Built(model, "hf", mean, std, head, tokenizer, interpolate)
+
+
+def _guess_type(name: str) -> str:
+    lowered = name.lower()
+    for hint, model_type in _TYPE_HINTS:
+        if hint in lowered:
+            return model_type
+    raise ConfigError(
+        f"cannot build '{name}' offline: its config is not cached; give "
+        f"model.config.model_type (e.g. vit, bert)"
+    )
+
+
+def _image_stats(name: str, *, pretrained: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The processor's normalisation when it can be read (cached), else ImageNet's."""
+    try:
+        from transformers import AutoImageProcessor
+
+        processor = AutoImageProcessor.from_pretrained(name)
+        return tuple(processor.image_mean), tuple(processor.image_std)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return IMAGENET_MEAN, IMAGENET_STD
+
+
+def logits(built: Built, model: nn.Module, x) -> torch.Tensor:
+    """Forward pass for either family: images (float tensor) or texts (dict of ids)."""
+    if built.source == "torchvision":
+        return model(x)
+    if isinstance(x, dict):
+        return model(**x).logits
+    if built.interpolate:
+        return model(pixel_values=x, interpolate_pos_encoding=True).logits
+    return model(pixel_values=x).logits
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
