@@ -90,5 +90,17 @@ def schema(
         console.print(f"wrote {out}")
 
 
+@app.command()
+def train(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A job folder holding config.json.", show_default=False)
+    ],
+) -> None:
+    """Run one job in this process (what `ftmatrix run` starts for every job)."""
+    from ftmatrix.trainers.job import main
+
+    raise typer.Exit(main(run_dir))
+
+
 if __name__ == "__main__":
     app()

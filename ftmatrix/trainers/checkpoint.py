@@ -90,11 +90,13 @@ def load(folder: Path) -> dict | None:
     return torch.load(path, weights_only=True, map_location="cpu")
 
 
-def export(weights: Path, model: torch.nn.Module, *, lora: bool) -> None:
-    """Write the model (or its LoRA adapter and head) to weights/."""
+def export(weights: Path, model: torch.nn.Module, *, lora: bool, pretrained: bool) -> None:
+    """Write the model to weights/: for LoRA the peft adapter with the trained head, and
+    the whole model too when its base was not pretrained (a random base cannot be
+    fetched again)."""
     weights.mkdir(parents=True, exist_ok=True)
     if lora:
         model.save_pretrained(str(weights))
-    else:
+    if not lora or not pretrained:
         state = _cpu_state(model)
         _replace(weights / "model.safetensors", lambda tmp: save_file(state, tmp))

@@ -8,7 +8,6 @@ a finished job of the same matrix: the sibling folder `../<teacher_job>/`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from safetensors.torch import load_file
 
 from ftmatrix.config import DistillConfig, JobConfig
 from ftmatrix.result import CONFIG, read_result
-from ftmatrix.trainers import models
+from ftmatrix.trainers import lora, models
 from ftmatrix.trainers.models import Built, ConfigError
 
 
@@ -33,13 +32,16 @@ def teacher(
         teacher_cfg = JobConfig.model_validate_json((folder / CONFIG).read_text())
         built = models.build(teacher_cfg, len(class_names), class_names)
         model = built.model
+        if teacher_cfg.lora.enabled:
+            model = lora.wrap(model, teacher_cfg.lora, head=built.head)
         weights = folder / "weights"
-        if (weights / "adapter_config.json").exists():
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(weights))
-        elif (weights / "model.safetensors").exists():
+        if (weights / "model.safetensors").exists():
             model.load_state_dict(load_file(str(weights / "model.safetensors")))
+        elif (weights / "adapter_model.safetensors").exists():
+            # adapter + head on the pretrained base, which from_pretrained just loaded
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(model, load_file(str(weights / "adapter_model.safetensors")))
         else:
             raise ConfigError(f"teacher job {spec.teacher_job} saved no weights ({weights})")
     else:
@@ -68,9 +70,3 @@ def loss(
         log_target=True,
     )
     return alpha * (t * t) * soft + (1 - alpha) * hard
-
-
-def describe(spec: DistillConfig) -> str:
-    return json.dumps(
-        {"teacher_job": spec.teacher_job, "teacher": spec.teacher and spec.teacher.name}
-    )

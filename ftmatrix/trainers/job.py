@@ -352,7 +352,9 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     if cfg.output.save_weights != "none":
         if last_state is not None:
             model.load_state_dict(last_state)
-        checkpoint.export(job_dir / "weights", model, lora=cfg.lora.enabled)
+        checkpoint.export(
+            job_dir / "weights", model, lora=cfg.lora.enabled, pretrained=cfg.model.pretrained
+        )
     result.best_epoch = best["epoch"]
     result.epochs_run = len(history)
     result.stopped_early = stopped_early
