@@ -90,6 +90,116 @@ def schema(
         console.print(f"wrote {out}")
 
 
+RunsDir = Annotated[
+    Path | None,
+    typer.Option(help="Root of run folders (default: the matrix's runs_dir, else ./runs)."),
+]
+
+
+@app.command()
+def run(
+    matrix: MatrixArg,
+    runs_dir: RunsDir = None,
+    only: Annotated[
+        str | None,
+        typer.Option(help="Run only jobs whose settings match, e.g. 'lora.enabled=true'."),
+    ] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Run failed jobs again.")] = False,
+    force: Annotated[bool, typer.Option(help="Run every job again, from scratch.")] = False,
+    gpu: Annotated[
+        str | None, typer.Option(help="CUDA_VISIBLE_DEVICES for the jobs, e.g. 0 or 1,2.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop a job after this many seconds (failed: timeout).")
+    ] = None,
+    fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed job.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Show the plan and run nothing.")] = False,
+    quiet: Annotated[bool, typer.Option(help="Print only problems and the summary.")] = False,
+    max_jobs: MaxJobs = 10_000,
+) -> None:
+    """Run a matrix: every pending job in its own process; resumes where it stopped.
+
+    Exit code: 0 all done, 1 some failed, 2 invalid input, 130 interrupted (Ctrl-C).
+    """
+    from ftmatrix.runner import execute, progress, store
+    from ftmatrix.runner.select import SelectError
+
+    p = _load_plan(matrix, max_jobs)
+    if dry_run:
+        from ftmatrix.runner import show
+
+        show.plan_table(p, console=console, runs_dir=runs_dir)
+        return
+    options = execute.Options(
+        only=only,
+        retry_failed=retry_failed,
+        force=force,
+        gpu=gpu,
+        timeout=timeout,
+        fail_fast=fail_fast,
+    )
+    root = store.root_of(p, runs_dir)
+    try:
+        code = execute.run(
+            p, root=root, options=options, display=progress.display(console, quiet=quiet)
+        )
+    except SelectError as err:
+        err_console.print(str(err))
+        raise typer.Exit(2) from None
+    if code == 0 and not quiet:
+        console.print(f"results in {root}; tables: ftmatrix report {p.name}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    target: Annotated[
+        str, typer.Argument(help="A matrix file, or the name of a run folder under --runs-dir.")
+    ],
+    runs_dir: RunsDir = None,
+    max_rows: Annotated[int, typer.Option(help="Show at most this many jobs.")] = 200,
+) -> None:
+    """Counts per state and a table of jobs: state, test accuracy, F1, time. Reads files only."""
+    from rich.table import Table
+
+    from ftmatrix.runner.status import collect
+
+    root = _run_folder(target, runs_dir)
+    plan, rows = collect(root)
+    if not rows:
+        err_console.print(f"no jobs under {root}")
+        raise typer.Exit(2)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.state.split(" ")[0]] = counts.get(row.state.split(" ")[0], 0) + 1
+    console.print(
+        f"{plan.get('name', root.name)}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    )
+    table = Table(show_lines=False)
+    for column in ("id", "label", "state", "test acc", "F1", "time"):
+        table.add_column(column)
+    for row in rows[:max_rows]:
+        fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
+        state = row.state + (f" ({row.error})" if row.error else "")
+        time_s = "" if row.seconds is None else f"{row.seconds:.0f} s"
+        table.add_row(
+            row.id, row.label, state, fmt(row.accuracy, ".4f"), fmt(row.f1, ".4f"), time_s
+        )
+    console.print(table)
+    if len(rows) > max_rows:
+        console.print(f"... {len(rows) - max_rows} more (--max-rows)")
+
+
+def _run_folder(target: str, runs_dir: Path | None) -> Path:
+    """A matrix file's run folder, or runs_dir/NAME."""
+    path = Path(target)
+    if path.is_file():
+        from ftmatrix.runner import store
+
+        return store.root_of(_load_plan(path, 10**9), runs_dir)
+    return (runs_dir or Path("runs")) / target
+
+
 @app.command()
 def train(
     run_dir: Annotated[

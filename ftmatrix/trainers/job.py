@@ -76,20 +76,27 @@ class Stop:
             raise loop.Interrupted(self.signum)
 
 
-def fault(epoch: int, stop: Stop) -> bool:
-    """Apply FTMATRIX_FAULT for this epoch; True when the epoch's loss must be NaN."""
-    kind, _, at = os.environ.get("FTMATRIX_FAULT", "").partition("@")
-    if not at or int(at) != epoch:
-        return False
-    if kind == "raise":
-        raise RuntimeError(f"injected fault at epoch {epoch}")
-    if kind == "exit":
-        os._exit(1)
-    if kind == "sleep":
-        while True:
-            stop.check()
-            time.sleep(0.05)
-    return kind == "nan"
+def fault(epoch: int, stop: Stop, job_id: str = "") -> bool:
+    """Apply FTMATRIX_FAULT for this epoch; True when the epoch's loss must be NaN.
+
+    The variable holds comma-separated `kind@EPOCH` entries, each optionally limited to
+    one job with `:JOB_ID` (so a whole matrix can run with one job made to fail)."""
+    for entry in filter(None, os.environ.get("FTMATRIX_FAULT", "").split(",")):
+        spec, _, only = entry.partition(":")
+        kind, _, at = spec.partition("@")
+        if not at or int(at) != epoch or (only and only != job_id):
+            continue
+        if kind == "raise":
+            raise RuntimeError(f"injected fault at epoch {epoch}")
+        if kind == "exit":
+            os._exit(1)
+        if kind == "sleep":
+            while True:
+                stop.check()
+                time.sleep(0.05)
+        if kind == "nan":
+            return True
+    return False
 
 
 def main(job_dir: str | Path) -> int:
@@ -228,7 +235,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     stopped_early = False
     epoch = start_epoch - 1
     for epoch in range(start_epoch, spec.epochs + 1):
-        poison = fault(epoch, stop)
+        poison = fault(epoch, stop, job_dir.name)
         if spec.weight_decay_schedule:
             optim.set_weight_decay(
                 optimizer, optim.at_epoch(spec.weight_decay_schedule, epoch, 0.0)

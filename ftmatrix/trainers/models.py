@@ -104,8 +104,11 @@ def _hf(cfg: JobConfig, num_classes: int, class_names: list[str]) -> Built:
     if spec.pretrained:
         config = tf.AutoConfig.from_pretrained(spec.name, **labels, **overrides)
     else:
+        # no weights wanted: use a cached config if there is one, never the network
         try:
-            config = tf.AutoConfig.from_pretrained(spec.name, **labels, **overrides)
+            config = tf.AutoConfig.from_pretrained(
+                spec.name, local_files_only=True, **labels, **overrides
+            )
         except OSError:
             model_type = model_type or _guess_type(spec.name)
             config = tf.AutoConfig.for_model(model_type, **labels, **overrides)
@@ -135,8 +138,8 @@ def _hf(cfg: JobConfig, num_classes: int, class_names: list[str]) -> Built:
         tokenizer = tf.AutoTokenizer.from_pretrained(spec.name)
     else:
         try:  # the model's own tokenizer when it is cached; else one fitted to the data
-            tokenizer = tf.AutoTokenizer.from_pretrained(spec.name)
-        except OSError:
+            tokenizer = tf.AutoTokenizer.from_pretrained(spec.name, local_files_only=True)
+        except (OSError, ValueError):
             tokenizer = None
     interpolate = image and spec.pretrained and native is not None and native != spec.image_size
     return Built(model, "hf", mean, std, head, tokenizer, interpolate)
@@ -158,7 +161,7 @@ def _image_stats(name: str, *, pretrained: bool) -> tuple[tuple[float, ...], tup
     try:
         from transformers import AutoImageProcessor
 
-        processor = AutoImageProcessor.from_pretrained(name)
+        processor = AutoImageProcessor.from_pretrained(name, local_files_only=not pretrained)
         return tuple(processor.image_mean), tuple(processor.image_std)
     except (OSError, ValueError, AttributeError, TypeError):
         return IMAGENET_MEAN, IMAGENET_STD

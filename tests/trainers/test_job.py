@@ -134,10 +134,10 @@ def test_a_job_killed_after_epoch_2_resumes_to_identical_metrics(tmp_path, monke
     killed = make_job(tmp_path / "killed", config)
     real_fault = job_mod.fault
 
-    def interrupt_at_3(epoch, stop):
+    def interrupt_at_3(epoch, stop, job_id=""):
         if epoch == 3:
             raise loop.Interrupted(15)
-        return real_fault(epoch, stop)
+        return real_fault(epoch, stop, job_id)
 
     monkeypatch.setattr(job_mod, "fault", interrupt_at_3)
     assert main(killed) == 143

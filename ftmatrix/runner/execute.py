@@ -1,0 +1,237 @@
+"""Run a plan: claim each job, start its process, follow it, record how it ended.
+
+Resume is the default: done jobs are skipped, interrupted jobs continue from their
+checkpoint, failed ones wait for --retry-failed. Several runners may share a matrix:
+each job is claimed by its lock first, and a runner waits at the end for jobs that
+another process is still running, so it returns with the matrix complete.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ftmatrix.result import LOG, PROGRESS, Result, write_json_atomic
+from ftmatrix.runner import preflight, store
+from ftmatrix.runner.launch import Handle, Launcher, SpawnLauncher
+from ftmatrix.runner.plan import Job, Plan
+from ftmatrix.runner.progress import Plain
+from ftmatrix.runner.select import select
+
+INTERRUPTED = 130
+
+
+@dataclass
+class Options:
+    only: str | None = None  # --only EXPR
+    retry_failed: bool = False
+    force: bool = False
+    gpu: str | None = None  # CUDA_VISIBLE_DEVICES for the jobs
+    timeout: float | None = None  # seconds per job
+    fail_fast: bool = False
+    grace: float = 10.0  # seconds between SIGINT, SIGTERM and SIGKILL when stopping a job
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the jobs
+
+
+class _CtrlC:
+    """First Ctrl-C: stop the running job gracefully and leave. Second: stop at once."""
+
+    def __init__(self):
+        self.count = 0
+        self.handle: Handle | None = None
+        self.previous = signal.signal(signal.SIGINT, self._on)
+        self.previous_term = signal.signal(signal.SIGTERM, self._on)
+
+    def _on(self, signum, _frame) -> None:
+        self.count += 1
+        if self.count >= 2:
+            if self.handle is not None:
+                self.handle.stop(grace=0)
+            os._exit(INTERRUPTED)
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+        signal.signal(signal.SIGTERM, self.previous_term)
+
+
+def todo(job: Job, state: str, options: Options) -> bool:
+    if options.force:
+        return True
+    if state in ("pending", "interrupted"):
+        return True
+    return state == "failed" and options.retry_failed
+
+
+def run(
+    plan: Plan,
+    *,
+    root: Path,
+    options: Options,
+    display: Plain,
+    launcher: Launcher | None = None,
+) -> int:
+    """Run what is left of the plan; the exit code (0 done, 1 failed, 2 bad input, 130)."""
+    launcher = launcher or SpawnLauncher()
+    jobs = select(plan.jobs, options.only)
+    states = {j.id: store.state(root / j.id) for j in jobs}
+    queue = [j for j in jobs if todo(j, states[j.id], options)]
+    problems = preflight.check(queue, root=root, base_dir=plan.path.parent)
+    if problems:
+        for p in problems:
+            display.console.print(f"preflight: {p}", markup=False, highlight=False, soft_wrap=True)
+        display.console.print(f"{len(problems)} problem(s) before the first job; nothing was run.")
+        return 2
+    store.prepare(plan, root)
+    display.start(len(jobs), len(queue))
+    ctrl_c = _CtrlC()
+    failed = 0
+    elsewhere: list[Job] = []
+    done_here: set[str] = set()
+    try:
+        for job in queue:
+            if ctrl_c.count or (options.fail_fast and failed):
+                break
+            job_dir = root / job.id
+            claim = store.claim(job_dir)
+            if claim is None:
+                elsewhere.append(job)  # another runner has it
+                continue
+            try:
+                # it may have finished while we looked away
+                state = store.state(job_dir, claimed=True)
+                if not options.force and not todo(job, state, options):
+                    continue
+                outcome = _run_one(plan, job, job_dir, claim, launcher, options, display, ctrl_c)
+            finally:
+                claim.release()
+            done_here.add(job.id)
+            failed += outcome == "failed"
+        if not ctrl_c.count and elsewhere:
+            failed += _wait_for(elsewhere, root, display, ctrl_c)
+    finally:
+        ctrl_c.restore()
+        display.close()
+    if ctrl_c.count:
+        display.console.print(
+            "interrupted: finished results are kept; run the same command again to resume."
+        )
+        return INTERRUPTED
+    final = {j.id: store.state(root / j.id) for j in jobs}
+    counts = {s: list(final.values()).count(s) for s in store.STATES if s in final.values()}
+    display.console.print(
+        "summary: " + ", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False
+    )
+    if any(s == "failed" for s in final.values()):
+        display.console.print("re-run failed jobs with --retry-failed", highlight=False)
+        return 1
+    return 0 if all(s in ("done", "pruned") for s in final.values()) else 1
+
+
+def _run_one(
+    plan: Plan,
+    job: Job,
+    job_dir: Path,
+    claim: store.Claim,
+    launcher: Launcher,
+    options: Options,
+    display: Plain,
+    ctrl_c: _CtrlC,
+) -> str:
+    previous = store.state(job_dir, claimed=True)
+    if options.force or previous == "failed":
+        store.reset(job_dir, fresh=options.force)
+    store.write_config(job, job_dir, base_dir=plan.path.parent)
+    env = {**os.environ, **options.env}
+    if options.gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = options.gpu
+    progress = job_dir / PROGRESS
+    offset = progress.stat().st_size if progress.exists() else 0
+    display.job_started(job)
+    started = time.monotonic()
+    handle = launcher.start(job_dir, env=env, lock_fd=claim.fd)
+    ctrl_c.handle = handle
+    timed_out = False
+    while True:
+        code = handle.poll()
+        offset = _follow(progress, offset, job, display)
+        if code is not None:
+            break
+        if ctrl_c.count:
+            code = handle.stop(grace=options.grace)
+            break
+        if options.timeout is not None and time.monotonic() - started > options.timeout:
+            code = handle.stop(grace=options.grace)
+            timed_out = True
+            break
+        time.sleep(0.1)
+    ctrl_c.handle = None
+    _follow(progress, offset, job, display)
+    seconds = time.monotonic() - started
+    result = store.read_status(job_dir)
+    if result is None and ctrl_c.count and not timed_out:
+        display.job_finished(job, "interrupted", None, seconds)
+        return "interrupted"
+    if timed_out and (result is None or result.get("status") != "done"):
+        result = _record(job_dir, "timeout", f"exceeded the time limit of {options.timeout:g} s")
+    elif result is None:
+        result = _record(job_dir, "crash", f"the job process exited with code {code} and no result")
+    state = result.get("status", "failed")
+    display.job_finished(job, state, result, seconds)
+    return state
+
+
+def _record(job_dir: Path, error: str, message: str) -> dict:
+    """result.json for a job that could not write its own."""
+    try:
+        tail = "\n".join((job_dir / LOG).read_text(errors="replace").splitlines()[-30:])
+    except OSError:
+        tail = ""
+    result = Result(
+        status="failed",
+        job_id=job_dir.name,
+        error_class=error,
+        error_message=message,
+        log_tail=tail,
+    )
+    data = result.model_dump(mode="json")
+    write_json_atomic(job_dir / "result.json", data)
+    return data
+
+
+def _follow(path: Path, offset: int, job: Job, display: Plain) -> int:
+    """Feed the display every complete new line of progress.jsonl."""
+    import json
+
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return offset
+    end = chunk.rfind(b"\n") + 1
+    for line in chunk[:end].splitlines():
+        try:
+            display.event(job, json.loads(line))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return offset + end
+
+
+def _wait_for(jobs: list[Job], root: Path, display: Plain, ctrl_c: _CtrlC) -> int:
+    """Wait for jobs another process is running; the number that failed."""
+    display.say(f"waiting for {len(jobs)} job(s) running in another process")
+    pending = {j.id: j for j in jobs}
+    failed = 0
+    while pending and not ctrl_c.count:
+        for job_id, job in list(pending.items()):
+            if not store.is_locked(root / job_id):
+                result = store.read_status(root / job_id)
+                state = store.state(root / job_id)
+                display.job_finished(job, state, result, 0.0)
+                failed += state == "failed"
+                del pending[job_id]
+        time.sleep(0.2)
+    return failed

@@ -1,0 +1,136 @@
+"""The run store: runs/<matrix>/ with one folder per job, states and kernel locks.
+
+State of a job folder, from its files and its lock:
+  done / failed / pruned   result.json says so (written last, atomically)
+  running                  its lock is held (by a runner or by the job process itself)
+  interrupted              no result, lock free, but the job started (a process died)
+  pending                  never started
+
+Locks are `fcntl.flock` locks on <job>/.lock. The runner hands the locked file to the
+job process, so the lock lives exactly as long as either of them: a SIGKILL anywhere
+can never leave a stale claim, and a job whose runner died keeps its claim while it
+finishes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftmatrix.result import (
+    CONFIG,
+    LOG,
+    MATRIX_SNAPSHOT,
+    PLAN,
+    RESULT,
+    write_atomic,
+    write_json_atomic,
+)
+from ftmatrix.runner.plan import Job, Plan
+
+LOCK = ".lock"
+STATES = ("pending", "running", "done", "failed", "pruned", "interrupted")
+
+
+def root_of(plan: Plan, runs_dir: Path | None = None) -> Path:
+    """runs/<name>: --runs-dir, else the matrix's runs_dir (relative to the file), else ./runs."""
+    if runs_dir is not None:
+        return Path(runs_dir) / plan.name
+    if plan.runs_dir:
+        return plan.path.parent / plan.runs_dir / plan.name
+    return Path("runs") / plan.name
+
+
+def prepare(plan: Plan, root: Path) -> None:
+    """Create the run folder and snapshot the matrix file and the plan."""
+    root.mkdir(parents=True, exist_ok=True)
+    if plan.path.is_file():
+        write_atomic(root / MATRIX_SNAPSHOT, plan.path.read_text(encoding="utf-8"))
+    write_json_atomic(root / PLAN, plan.to_planfile().model_dump(mode="json"))
+
+
+def write_config(job: Job, job_dir: Path, *, base_dir: Path) -> None:
+    """config.json for the trainer, with a relative data.path made absolute against the
+    matrix file's folder (the id keeps the path as written)."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    config = job.config.model_dump(mode="json")
+    path = config["data"].get("path")
+    if path and not Path(path).is_absolute():
+        config["data"]["path"] = str((base_dir / path).resolve())
+    write_json_atomic(job_dir / CONFIG, config)
+
+
+@dataclass
+class Claim:
+    """A held job lock; `fd` is passed to the job process so it holds the lock too."""
+
+    fd: int
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def claim(job_dir: Path) -> Claim | None:
+    """Take the job's lock without waiting; None when another process holds it."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(job_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return Claim(fd)
+
+
+def is_locked(job_dir: Path) -> bool:
+    try:
+        fd = os.open(job_dir / LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def read_status(job_dir: Path) -> dict | None:
+    """result.json as plain data (fast: status reads thousands), or None."""
+    try:
+        return json.loads((job_dir / RESULT).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def state(job_dir: Path, *, claimed: bool = False) -> str:
+    """The job's state; `claimed` when this process holds its lock (so it is not
+    "running" for that reason)."""
+    result = read_status(job_dir)
+    if result is not None:
+        return result.get("status", "failed")
+    if not job_dir.exists():
+        return "pending"
+    if not claimed and is_locked(job_dir):
+        return "running"
+    if (job_dir / LOG).exists() or (job_dir / "checkpoint").exists():
+        return "interrupted"
+    return "pending"
+
+
+def reset(job_dir: Path, *, fresh: bool) -> None:
+    """Forget a job's outcome before running it again; `fresh` also drops its
+    checkpoint and metrics so it starts from epoch 1 (--force)."""
+    (job_dir / RESULT).unlink(missing_ok=True)
+    if fresh:
+        for name in ("metrics.jsonl", "progress.jsonl", "predictions.npz", "starts.log"):
+            (job_dir / name).unlink(missing_ok=True)
+        for name in ("checkpoint", "weights"):
+            shutil.rmtree(job_dir / name, ignore_errors=True)
