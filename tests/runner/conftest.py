@@ -1,0 +1,82 @@
+"""Tiny real matrices for the runner tests: every job is a real trainer process on a
+few hundred digits with a one-layer ViT, so each costs mostly its imports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+MATRIX = """
+name: tiny
+runs_dir: runs
+base:
+  data: {builtin: digits, limit: 300}
+  model:
+    name: google/vit-base-patch16-224
+    pretrained: false
+    image_size: 16
+    config: {hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2,
+             intermediate_size: 32, patch_size: 8}
+  train: {epochs: 3, batch_size: 64, lr: 0.003}
+grid:
+  train.lr: [0.003, 0.001]
+  lora.enabled: [false, true]
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(MATRIX))
+    return path
+
+
+def ids(matrix: Path) -> list[str]:
+    from ftmatrix.runner import plan
+
+    return [j.id for j in plan.load_plan(matrix).jobs]
+
+
+def starts(matrix: Path, job_id: str) -> list[str]:
+    log = matrix.parent / "runs" / "tiny" / job_id / "starts.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def runner(matrix: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ftmatrix.cli", "run", str(matrix), *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.1)
+
+
+def job_pids(job_dir: Path) -> list[int]:
+    """Processes running the trainer on this folder (found through /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"ftmatrix.trainers" in cmd and str(job_dir).encode() in cmd:
+                found.append(int(proc.name))
+    return found
