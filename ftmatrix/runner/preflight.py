@@ -3,8 +3,8 @@ that cannot be written. Reported all at once, so 50 jobs do not fail one by one.
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from ftmatrix.runner.plan import Job
@@ -40,14 +40,13 @@ def check(jobs: list[Job], *, root: Path, base_dir: Path) -> list[str]:
                     f"{where} needs train/ (val/, test/) or one sub-folder per class; "
                     f"found {len(classes)} class folder(s) in {base}"
                 )
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root):
-            pass
-    except OSError as err:
-        problems.append(f"the run folder {root} is not writable: {err}")
+    existing = root  # nothing is created before every check has passed
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        problems.append(f"the run folder {root} cannot be created: {existing} is not writable")
     else:
-        free = shutil.disk_usage(root).free
+        free = shutil.disk_usage(existing).free
         if free < MIN_FREE_BYTES:
-            problems.append(f"only {free // 1024**2} MB free under {root}")
+            problems.append(f"only {free // 1024**2} MB free under {existing}")
     return problems
