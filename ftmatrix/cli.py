@@ -201,6 +201,60 @@ def _run_folder(target: str, runs_dir: Path | None) -> Path:
 
 
 @app.command()
+def report(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="Matrix files or run-folder names under --runs-dir.", show_default=False
+        ),
+    ],
+    runs_dir: RunsDir = None,
+    metric: Annotated[
+        str, typer.Option(help="Sort and compare by this test metric (accuracy, f1_macro, ...).")
+    ] = "test.accuracy",
+    rows: Annotated[str | None, typer.Option(help="Pivot table rows: a varying setting.")] = None,
+    cols: Annotated[
+        str | None, typer.Option(help="Pivot table columns: a varying setting.")
+    ] = None,
+    per_class: Annotated[bool, typer.Option(help="Per-class accuracy for every job.")] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="md (with plots and results.csv), csv or latex.")
+    ] = "md",
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write (default: runs/<name>/report.md).")
+    ] = None,
+    plots: Annotated[bool, typer.Option(help="Draw learning curves and metric plots.")] = True,
+) -> None:
+    """Write comparison tables, the effect of each setting and learning curves."""
+    from ftmatrix.reports.report import write
+
+    if fmt not in ("md", "csv", "latex"):
+        err_console.print(f"--format must be md, csv or latex, not {fmt!r}")
+        raise typer.Exit(2)
+    for target in targets:
+        root = _run_folder(target, runs_dir)
+        if not (root / "plan.json").exists():
+            err_console.print(f"no run folder at {root} (run the matrix first)")
+            raise typer.Exit(2)
+        target_out = out if out is None or len(targets) == 1 else out / root.name / out.name
+        try:
+            path = write(
+                root,
+                out=target_out,
+                metric=metric,
+                rows=rows,
+                cols=cols,
+                per_class=per_class,
+                fmt=fmt,
+                plots=plots,
+            )
+        except ValueError as err:
+            err_console.print(str(err))
+            raise typer.Exit(2) from None
+        console.print(f"wrote {path}")
+
+
+@app.command()
 def train(
     run_dir: Annotated[
         Path, typer.Argument(help="A job folder holding config.json.", show_default=False)

@@ -1,0 +1,219 @@
+"""Tables from a Study: comparison, effect of each setting, pivot, per class.
+
+A table is (headers, rows of strings), rendered as Markdown, LaTeX or CSV. Ordering
+and number formats are fixed, so the same results always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from ftmatrix.reports.collect import METRICS_KNOWN, JobRow, Study
+
+SEED = "train.seed"
+STAR = "★"
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    align_right: set[int]  # column indexes holding numbers
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def _key(study: Study) -> list[str]:
+    """The axes that define a setting (seeds are repetitions of one setting)."""
+    return [a for a in study.axes if a != SEED]
+
+
+def _sort_key(metric: str):
+    larger = METRICS_KNOWN[metric]
+
+    def key(item: tuple[int, float | None]) -> tuple:
+        index, value = item
+        if value is None:
+            return (1, 0.0, index)
+        return (0, -value if larger else value, index)
+
+    return key
+
+
+def comparison(study: Study, metric: str) -> Table:
+    """One row per job, or per setting with mean ± std over seeds; best row starred."""
+    axes = _key(study)
+    seeded = SEED in study.axes
+    groups: dict[tuple, list[JobRow]] = {}
+    for job in study.jobs:
+        groups.setdefault(tuple(job.settings.get(a, "") for a in axes), []).append(job)
+    metric_cols = ["test.accuracy", "test.f1_macro", "test.precision_macro", "test.recall_macro"]
+    headers = [
+        "",
+        *axes,
+        "test acc",
+        "macro F1",
+        "precision",
+        "recall",
+        "best epoch",
+        "epochs",
+        "trainable",
+        "s/epoch",
+        "state",
+    ]
+    if seeded:
+        headers.insert(len(axes) + 1, "n")
+    scored: list[tuple[int, float | None]] = []
+    bodies: list[list[str]] = []
+    for index, (setting, jobs) in enumerate(groups.items()):
+        done = [j for j in jobs if j.state == "done"]
+        values = [j.metrics[metric] for j in done if metric in j.metrics]
+        scored.append((index, statistics.mean(values) if values else None))
+        cells = []
+        for col in metric_cols:
+            cells.append(_mean_std([j.metrics[col] for j in done if col in j.metrics]))
+        first = done[0] if done else jobs[0]
+        trainable = ""
+        if first.trainable is not None:
+            trainable = f"{first.trainable:,} ({first.trainable_percent:.2f}%)"
+        epochs = [j.epochs_run for j in done if j.epochs_run is not None]
+        per_epoch = [j.seconds_per_epoch for j in done if j.seconds_per_epoch is not None]
+        best = [j.best_epoch for j in done if j.best_epoch is not None]
+        row = [
+            *setting,
+            *cells,
+            _join(best),
+            _join(epochs),
+            trainable,
+            _num(statistics.mean(per_epoch), 1) if per_epoch else "",
+            _state(jobs),
+        ]
+        if seeded:
+            row.insert(len(axes), str(len(done)))
+        bodies.append(row)
+    order = sorted(scored, key=_sort_key(metric))
+    rows = []
+    for rank, (index, value) in enumerate(order):
+        star = STAR if rank == 0 and value is not None else ""
+        rows.append([star, *bodies[index]])
+    numeric = set(range(len(axes) + 1, len(headers) - 1))
+    return Table(headers, rows, numeric)
+
+
+def _join(values: list) -> str:
+    unique = sorted(set(values))
+    return ", ".join(str(v) for v in unique)
+
+
+def _state(jobs: list[JobRow]) -> str:
+    if len(jobs) == 1:
+        job = jobs[0]
+        return f"failed ({job.error})" if job.state == "failed" else job.state
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.state] = counts.get(job.state, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def effect(study: Study, axis: str, metric: str) -> Table:
+    """The metric by each value of one axis: mean, best and n over finished jobs."""
+    larger = METRICS_KNOWN[metric]
+    values: dict[str, list[float]] = {}
+    for job in study.jobs:
+        v = job.settings.get(axis, "")
+        values.setdefault(v, [])
+        if job.state == "done" and metric in job.metrics:
+            values[v].append(job.metrics[metric])
+    rows = []
+    for value, got in values.items():
+        best = (max(got) if larger else min(got)) if got else None
+        rows.append([value, _num(statistics.mean(got)) if got else "", _num(best), str(len(got))])
+    return Table([axis, "mean", "best", "n"], rows, {1, 2, 3})
+
+
+def pivot(study: Study, rows_axis: str, cols_axis: str, metric: str) -> Table:
+    """Mean metric for every (row value, column value) pair."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    row_values: list[str] = []
+    col_values: list[str] = []
+    for job in study.jobs:
+        r, c = job.settings.get(rows_axis, "-"), job.settings.get(cols_axis, "-")
+        if r not in row_values:
+            row_values.append(r)
+        if c not in col_values:
+            col_values.append(c)
+        if job.state == "done" and metric in job.metrics:
+            cells.setdefault((r, c), []).append(job.metrics[metric])
+    rows = [
+        [r] + [_num(statistics.mean(cells[(r, c)])) if (r, c) in cells else "—" for c in col_values]
+        for r in row_values
+    ]
+    return Table(
+        [f"{rows_axis} \\ {cols_axis}", *col_values], rows, set(range(1, len(col_values) + 1))
+    )
+
+
+def per_class(job: JobRow) -> Table:
+    rows = [[name, _num(acc)] for name, acc in job.per_class.items()]
+    return Table(["class", "accuracy"], rows, {1})
+
+
+# -------------------------------------------------------------------- formats
+
+
+def markdown(table: Table) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(h) for h in table.headers) + " |"]
+    lines.append(
+        "|"
+        + "|".join("---:" if i in table.align_right else "---" for i in range(len(table.headers)))
+        + "|"
+    )
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
+    return "\n".join(lines) + "\n"
+
+
+LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "★": r"$\star$",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def latex(table: Table, *, caption: str = "") -> str:
+    spec = "".join("r" if i in table.align_right else "l" for i in range(len(table.headers)))
+    lines = [r"\begin{table}[ht]", r"\centering", rf"\begin{{tabular}}{{{spec}}}", r"\hline"]
+    lines.append(" & ".join(latex_escape(h) for h in table.headers) + r" \\")
+    lines.append(r"\hline")
+    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in table.rows]
+    lines += [r"\hline", r"\end{tabular}"]
+    if caption:
+        lines.append(rf"\caption{{{latex_escape(caption)}}}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
