@@ -112,13 +112,22 @@ def _row(job_dir: Path, entry: dict, *, curves: bool) -> JobRow:
     row.device = result.get("device")
     with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
         row.config = json.loads((job_dir / CONFIG).read_text(encoding="utf-8"))
-    if curves and (job_dir / METRICS).exists():
-        for line in (job_dir / METRICS).read_text(encoding="utf-8").splitlines():
-            try:
-                row.curves.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    if curves:
+        row.curves = read_curves(job_dir)
     return row
+
+
+def read_curves(job_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl as dicts (a torn last line is skipped)."""
+    rows = []
+    try:
+        text = (job_dir / METRICS).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return rows
+    for line in text.splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            rows.append(json.loads(line))
+    return rows
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ftmatrix.reports.collect import Study
+from ftmatrix.reports.collect import Study, read_curves
 
 PER_FIGURE = 8  # curves per figure; more jobs are spread over several figures
+MAX_CURVES = 32  # with more jobs than this, the curves of the best ones
 METADATA = {"Software": None}  # no version stamp: the same results give the same bytes
 
 
@@ -20,10 +21,19 @@ def _pyplot():
     return plt
 
 
-def curves(study: Study, folder: Path) -> list[Path]:
-    """Train/validation loss and accuracy per epoch, PER_FIGURE jobs per figure."""
+def curves(study: Study, folder: Path, *, metric: str = "test.accuracy") -> list[Path]:
+    """Train/validation loss and accuracy per epoch, PER_FIGURE jobs per figure (the
+    MAX_CURVES best by `metric` when there are more)."""
     plt = _pyplot()
-    jobs = [j for j in study.jobs if j.curves]
+    jobs = [j for j in study.jobs if j.state == "done"]
+    if len(jobs) > MAX_CURVES:
+        larger = metric != "test.loss"
+        ranked = sorted(jobs, key=lambda j: j.metrics.get(metric, float("nan")), reverse=larger)
+        keep = {j.id for j in ranked[:MAX_CURVES]}
+        jobs = [j for j in jobs if j.id in keep]
+    for job in jobs:  # read only the curves that are drawn
+        job.curves = job.curves or read_curves(study.root / job.id)
+    jobs = [j for j in jobs if j.curves]
     written = []
     for part in range(math.ceil(len(jobs) / PER_FIGURE)):
         chunk = jobs[part * PER_FIGURE : (part + 1) * PER_FIGURE]
@@ -57,7 +67,7 @@ def metric_vs_axes(study: Study, metric: str, folder: Path) -> list[Path]:
     """The metric against every numeric axis (mean over the other settings)."""
     plt = _pyplot()
     written = []
-    for axis in study.axes:
+    for axis in [a for a in study.axes if a != "train.seed"]:  # seeds are repetitions
         points: dict[float, list[float]] = {}
         for job in study.jobs:
             try:

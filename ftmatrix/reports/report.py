@@ -24,7 +24,7 @@ def write(
 ) -> Path:
     """Write the report of one run folder; the path of the main file."""
     metric = metric_name(metric)
-    study = load(root, curves=plots)
+    study = load(root, curves=False)  # plots read the curves they draw
     out = out or root / ("report.tex" if fmt == "latex" else "report.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out.parent / "results.csv", results_csv(study))
@@ -39,7 +39,8 @@ def write(
 
         folder = out.parent / "plots"
         folder.mkdir(exist_ok=True)
-        images = plotting.curves(study, folder) + plotting.metric_vs_axes(study, metric, folder)
+        images = plotting.curves(study, folder, metric=metric)
+        images += plotting.metric_vs_axes(study, metric, folder)
     text = markdown(
         study,
         metric=metric,
