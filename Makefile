@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Trains the four quickstart jobs on CPU (about a minute) and writes the report.
 demo: $(STAMP)
 	$(BIN)/ftmatrix validate matrices/quickstart.yaml
-	$(BIN)/ftmatrix plan matrices/quickstart.yaml
+	$(BIN)/ftmatrix run matrices/quickstart.yaml
+	$(BIN)/ftmatrix report matrices/quickstart.yaml --rows lora.enabled --cols train.lr
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
