@@ -561,9 +561,50 @@ class _Expander:
             later |= units
         defer.reverse()
         now = frozenset()
+        tail = self.tail_unit(groups, units_of, last, slots) if seed_slot is None else None
+        prefix: tuple = (None,)
         stack: list[Any] = [root]
         previous: tuple[int, ...] = ()
         for p in points:
+            if tail is not None and p.rows is not None and not p.sets:
+                # the last axis alone sets its unit: validate the rest of the point once,
+                # hash the text before that unit once, and per value only the rest
+                k = 0
+                while k < len(previous) - 1 and previous[k] == p.rows[k]:
+                    k += 1
+                del stack[k + 1 :]
+                for d in range(k, len(groups) - 1):
+                    row = groups[d].rows[p.rows[d]]
+                    stack.append(self.apply(stack[-1], row, task=task, slots=slots, defer=defer[d]))
+                previous = p.rows
+                state = stack[-1]
+                if state is None:
+                    continue
+                if prefix[0] is not state:
+                    # units held back for includes are final for a plain point
+                    final = state
+                    if state[3]:
+                        final = self.apply(state, [], task=task, slots=slots, defer=now)
+                    opened = (
+                        (None, "", False)
+                        if final is None
+                        else self.open_prefix(final, tail, p, task, template, slots)
+                    )
+                    prefix = (state, final, *opened)
+                _, final, head, after, ok = prefix
+                if not ok:
+                    continue
+                entry = groups[-1].rows[p.rows[-1]][0].units[0]
+                key = (tail, task if tail in _TASK_DEPENDENT else None, entry[1].source)
+                got = cache[key] if key in cache else self.unit(tail, [entry], task)
+                if got is None:
+                    continue
+                digest = head.copy()
+                digest.update((got[1] + after).encode())
+                jid = digest.hexdigest()[:ID_LENGTH]
+                if jid not in found:
+                    found[jid] = ((final[1], tail, got[0]), p, None)
+                continue
             if p.rows is None:  # a new point from include
                 state = self.apply(root, p.sets, task=task, slots=slots, defer=now)
             else:
@@ -616,7 +657,37 @@ class _Expander:
                 digest.update((got[1] + after_seed).encode())
                 jid = digest.hexdigest()[:ID_LENGTH]
                 if jid not in found:
-                    found[jid] = ((touched, got[0]), p, seed_set)
+                    found[jid] = ((touched, "train.seed", got[0]), p, seed_set)
+
+    def tail_unit(self, groups, units_of, last, slots) -> str | None:
+        """The unit the last axis sets, if that axis alone sets it and it needs no
+        cross-section check: then points differ from their neighbours in one fragment."""
+        if not groups or len(units_of[-1]) != 1:
+            return None
+        (unit,) = units_of[-1]
+        if unit not in slots or unit in ("task", "data", "model", "lora") or unit in last:
+            return None
+        if any(unit in units for units in units_of[:-1]):
+            return None
+        if not all(len(row) == 1 and len(row[0].units) == 1 for row in groups[-1].rows):
+            return None
+        return unit
+
+    def open_prefix(self, state, tail: str, p: _Point, task: str, template: str, slots):
+        """(hash of the canonical text before the tail unit, the text after it, whether
+        the prefix is valid) for a validated prefix state."""
+        by_unit, touched, frags, _ = state
+        invalid = [u for u in self.untouched(task)[4] if u not in by_unit and u != tail]
+        if invalid:
+            for unit in invalid:
+                self.problems += self.deferred.pop((task, unit), [])
+            return None, "", False
+        if not self.cross_ok(touched, self.point_sets(p, None)):
+            return None, "", False
+        marked = list(frags)
+        marked[slots[tail]] = "\x00"
+        before, after = template.format(*marked).split("\x00")
+        return hashlib.sha256(before.encode()), after, True
 
     def apply(self, state, sets: list[_Set], *, task: str, slots: dict[str, int], defer: frozenset):
         """The state (units' sets, validated units, JSON fragments, units awaiting
@@ -852,7 +923,7 @@ class _Expander:
 
     def full_parts(self, touched: dict[str, Any] | tuple) -> dict[str, Any]:
         if isinstance(touched, tuple):
-            touched = {**touched[0], "train.seed": touched[1]}
+            touched = {**touched[0], touched[1]: touched[2]}
         return {**self.untouched(touched["task"])[0], **touched}
 
     def resolve_teachers(self, jobs: list[Job]) -> list[Job]:
@@ -928,9 +999,9 @@ class _Parts(dict):
         """From what the expander stores per job: (base units by task, touched units)
         where touched may be (units of the point, its seed)."""
         bases, touched = packed
-        if isinstance(touched, tuple):
-            point, seed = touched
-            touched = {**point, "train.seed": seed}
+        if isinstance(touched, tuple):  # (units of the point, the unit its tail sets, value)
+            point, unit, value = touched
+            touched = {**point, unit: value}
         return _Parts(bases[touched["task"]], touched)
 
     def __contains__(self, key: object) -> bool:
