@@ -212,6 +212,10 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     if splits.kind == "image" and cfg.data.augment.enabled:
         transform = loop.augmentation(cfg.data.augment, cfg.model.image_size)
     workers = cfg.data.num_workers if cfg.data.num_workers is not None else 0
+    for split in (
+        (splits.val, splits.test) if transform else (splits.train, splits.val, splits.test)
+    ):
+        inputs.normalize_once(split)  # augmentation works on the uint8 training images
 
     # ---- resume
     es = cfg.train.early_stopping

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from ftmatrix.config import AugmentConfig
 from ftmatrix.trainers.data import ImageBatches, Split, TextBatches
@@ -48,8 +48,36 @@ class Inputs:
     def __call__(self, x):
         if self.kind == "text":
             return {k: v.to(self.device, non_blocking=True) for k, v in x.items()}
-        x = x.to(self.device, non_blocking=True).float().div_(255)
-        return (x - self.mean) / self.std
+        x = x.to(self.device, non_blocking=True)
+        if x.dtype != torch.uint8:  # normalised once up front (see normalize_once)
+            return x
+        return (x.float().div_(255) - self.mean) / self.std
+
+    def normalize_once(self, split: Split, *, limit_bytes: int = 1 << 30) -> None:
+        """Store a small split's images already normalised (float32), so batches are
+        only sliced; large splits stay uint8 (4x smaller) and are normalised per batch."""
+        if self.kind != "image" or split.x.dtype != torch.uint8:
+            return
+        if split.x.numel() * 4 > limit_bytes:
+            return
+        mean, std = self.mean.cpu(), self.std.cpu()
+        split.x = (split.x.float().div_(255) - mean) / std
+
+
+class Sliced(Dataset):
+    """A whole batch per index list: x[indices], y[indices] (texts: each tensor)."""
+
+    def __init__(self, split: Split):
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, indices: list[int]):
+        index = torch.as_tensor(indices)
+        x = self.split.x
+        x = {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]
+        return x, self.split.y[index]
 
 
 class Augmented(ImageBatches):
@@ -91,15 +119,24 @@ def loader(
     transform=None,
     workers: int = 0,
 ) -> DataLoader:
+    generator = None
+    if shuffle_seed is not None:
+        generator = torch.Generator().manual_seed(shuffle_seed)
+    if transform is None and workers == 0:
+        # in-memory tensors: slice whole batches (no per-example indexing and collation)
+        order = RandomSampler(split.y, generator=generator) if generator else range(len(split))
+        return DataLoader(
+            Sliced(split),
+            sampler=BatchSampler(order, batch_size=batch_size, drop_last=False),
+            batch_size=None,
+            pin_memory=torch.cuda.is_available(),
+        )
     if kind == "text":
         dataset = TextBatches(split)
     elif transform is not None:
         dataset = Augmented(split, transform)
     else:
         dataset = ImageBatches(split)
-    generator = None
-    if shuffle_seed is not None:
-        generator = torch.Generator().manual_seed(shuffle_seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
