@@ -1,4 +1,4 @@
-"""Report speed over 10,000 finished jobs.
+"""Report (and status) speed over 10,000 finished jobs.
 
 Baseline (same run, same folders): only reading and parsing every result.json with
 json.loads — the least any report has to do. Prints both and the ratio.
@@ -54,6 +54,11 @@ def main() -> None:
         start = time.perf_counter()
         write(root, plots=True)
         full = time.perf_counter() - start
+        from ftmatrix.runner.status import collect
+
+        start = time.perf_counter()
+        collect(root)
+        status = time.perf_counter() - start
     finally:
         shutil.rmtree(tmp)
     print(f"jobs:                                 {JOBS:,}")
@@ -63,6 +68,7 @@ def main() -> None:
         f"({tables_only / baseline:.1f}x the baseline)"
     )
     print(f"ftmatrix report, with plots:          {full:.2f} s ({full / baseline:.1f}x)")
+    print(f"ftmatrix status (all rows):           {status:.2f} s ({status / baseline:.1f}x)")
 
 
 if __name__ == "__main__":

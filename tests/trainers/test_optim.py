@@ -97,3 +97,22 @@ def test_piecewise_batch_size_and_weight_decay():
 def test_gradient_accumulation_divides_the_steps():
     train = TrainConfig(batch_size=10, grad_accumulation=4)
     assert optim.steps_per_epoch(train, 100, 1) == 3  # 10 micro-batches -> 3 steps
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_and_schedule_trains_an_epoch(tmp_path, optimizer, scheduler):
+    from ftmatrix.result import read_metrics, read_result
+    from ftmatrix.trainers.job import main
+
+    from .conftest import image_job, make_job
+
+    spec = {"name": scheduler, "step_size": 1, "gamma": 0.5, "warmup_fraction": 0.5}
+    config = image_job(optimizer=optimizer, scheduler=spec, epochs=1, batch_size=64)
+    config["data"]["limit"] = 200  # 140 training examples: 3 steps
+    job = make_job(tmp_path / "j", config)
+    assert main(job) == 0
+    assert read_result(job).status == "done"
+    lr = read_metrics(job)[0].lr
+    train = TrainConfig.model_validate(config["train"])
+    assert lr == pytest.approx(lrs(train, n_train=140)[-1] if scheduler != "step" else 0.005)
