@@ -115,15 +115,28 @@ def run(
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed job.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Show the plan and run nothing.")] = False,
     quiet: Annotated[bool, typer.Option(help="Print only problems and the summary.")] = False,
+    launcher: Annotated[
+        str,
+        typer.Option(
+            help="forkserver: fork jobs from a process that imported torch once (Linux); "
+            "spawn: a fresh interpreter per job; auto: forkserver where it is safe."
+        ),
+    ] = "auto",
     max_jobs: MaxJobs = 10_000,
 ) -> None:
     """Run a matrix: every pending job in its own process; resumes where it stopped.
 
     Exit code: 0 all done, 1 some failed, 2 invalid input, 130 interrupted (Ctrl-C).
     """
-    from ftmatrix.runner import execute, progress, store
+    from ftmatrix.runner import execute, launch, progress, store
     from ftmatrix.runner.select import SelectError
 
+    if launcher not in ("auto", "forkserver", "spawn"):
+        err_console.print(f"--launcher must be auto, forkserver or spawn, not {launcher!r}")
+        raise typer.Exit(2)
+    chosen = launch.choose(launcher)
+    if hasattr(chosen, "warm") and not dry_run:
+        chosen.warm()  # the server imports torch while the matrix is validated
     p = _load_plan(matrix, max_jobs)
     if dry_run:
         from ftmatrix.runner import show
@@ -141,7 +154,11 @@ def run(
     root = store.root_of(p, runs_dir)
     try:
         code = execute.run(
-            p, root=root, options=options, display=progress.display(console, quiet=quiet)
+            p,
+            root=root,
+            options=options,
+            display=progress.display(console, quiet=quiet),
+            launcher=chosen,
         )
     except SelectError as err:
         err_console.print(str(err))

@@ -81,3 +81,102 @@ class SpawnLauncher:
                 pass_fds=(lock_fd,),  # the job holds its own lock while it lives
             )
         return Process(popen)
+
+
+# ---------------------------------------------------------------- fork server
+
+PRELOAD = ["torch", "torchvision", "transformers", "peft", "ftmatrix.trainers.job"]
+
+
+def _forked_job(job_dir: str, env: dict[str, str], lock) -> None:
+    """Runs in a child of the fork server: become a job process like a spawned one."""
+    os.setsid()  # own process group, so the runner can signal it and its workers
+    lock.detach()  # the runner's locked file: held until this process ends
+    os.environ.clear()
+    os.environ.update(env)  # before anything touches CUDA (CUDA_VISIBLE_DEVICES)
+    os.chdir(job_dir)
+    log = os.open(os.path.join(job_dir, LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    from ftmatrix.trainers.job import main
+
+    code = main(job_dir)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+class ForkedProcess(Process):
+    """A job forked from the server: same handle as a spawned process."""
+
+    def __init__(self, process):
+        self.process = process
+        self.pid = process.pid
+
+    def poll(self) -> int | None:
+        code = self.process.exitcode
+        if code is None:
+            return None
+        return code if code >= 0 else 128 - code  # killed by signal N -> 128 + N
+
+    @property
+    def returncode(self) -> int | None:
+        return self.poll()
+
+    def stop(self, *, grace: float) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.signal(sig)
+            self.process.join(grace)
+            if self.process.exitcode is not None:
+                return self.poll()
+        self.signal(signal.SIGKILL)
+        self.process.join()
+        return self.poll()
+
+
+class ForkServerLauncher:
+    """Jobs forked from a server that imported torch, transformers and peft once.
+
+    Each job is still its own process (own memory, own CUDA context: the server never
+    initialises CUDA), in its own process group, with output in log.txt. Start it early
+    with `warm()` so the imports overlap with validation and planning."""
+
+    def __init__(self):
+        import multiprocessing
+
+        self.ctx = multiprocessing.get_context("forkserver")
+        self.ctx.set_forkserver_preload(PRELOAD)
+
+    def warm(self) -> None:
+        import threading
+        from multiprocessing import forkserver
+
+        threading.Thread(target=forkserver.ensure_running, daemon=True).start()
+
+    def start(self, job_dir: Path, *, env: dict[str, str], lock_fd: int) -> ForkedProcess:
+        from multiprocessing.reduction import DupFd
+
+        job_dir = job_dir.resolve()
+        with open(job_dir / LOG, "ab") as log:
+            log.write(f"--- start {time.strftime('%Y-%m-%d %H:%M:%S')} (forked)\n".encode())
+        # DupFd hands the locked file itself to the child (SCM_RIGHTS through the server)
+        process = self.ctx.Process(
+            target=_forked_job, args=(str(job_dir), dict(env), DupFd(lock_fd)), daemon=False
+        )
+        process.start()
+        return ForkedProcess(process)
+
+
+def choose(name: str = "auto") -> SpawnLauncher | ForkServerLauncher:
+    """forkserver where fork is safe (Linux), spawn elsewhere or when asked."""
+    if name == "spawn" or (name == "auto" and not sys.platform.startswith("linux")):
+        return SpawnLauncher()
+    return ForkServerLauncher()

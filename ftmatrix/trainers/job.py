@@ -160,7 +160,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     state = checkpoint.load(ckpt_dir)
     start_epoch = state["epoch"] + 1 if state else 1
     with (job_dir / "starts.log").open("a") as f:
-        f.write(f"{_now()} start epoch={start_epoch}\n")
+        f.write(f"{_now()} start epoch={start_epoch} pid={os.getpid()}\n")
     _seed(spec.seed)
 
     # ---- data and model

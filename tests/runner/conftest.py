@@ -50,9 +50,12 @@ def starts(matrix: Path, job_id: str) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
+LAUNCHER = "auto"  # set per test by the parametrized fixture in test_execute.py
+
+
 def runner(matrix: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "ftmatrix.cli", "run", str(matrix), *args],
+        [sys.executable, "-m", "ftmatrix.cli", "run", str(matrix), "--launcher", LAUNCHER, *args],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -69,14 +72,13 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
 
 
 def job_pids(job_dir: Path) -> list[int]:
-    """Processes running the trainer on this folder (found through /proc)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"ftmatrix.trainers" in cmd and str(job_dir).encode() in cmd:
-                found.append(int(proc.name))
-    return found
+    """The job's process if it is alive (its pid is in the last line of starts.log)."""
+    log = job_dir / "starts.log"
+    if not log.exists():
+        return []
+    pid = int(log.read_text().splitlines()[-1].rsplit("pid=", 1)[1])
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().split()[2]
+    except OSError:
+        return []
+    return [] if state == "Z" else [pid]
