@@ -4,13 +4,22 @@ A job folder `runs/<matrix>/<job-id>/` holds:
 
 - `config.json`     the JobConfig the trainer reads (written by the runner).
 - `metrics.jsonl`   one `EpochMetrics` line per finished epoch.
-- `progress.jsonl`  the live channel: one JSON event per logged step and per epoch
-                    (`{"event": "step"|"epoch"|"start"|"end", ...}`); the runner follows
-                    this file to draw progress bars. Human-readable lines go to stdout,
+- `progress.jsonl`  the live channel: one JSON event per line, appended and flushed;
+                    the runner follows this file to draw progress bars. Every event
+                    has "event" and "time" (Unix seconds). Each start of the process:
+                      {"event": "start", "epochs": E, "steps_per_epoch": S,
+                       "start_epoch": k}   (k > 1 when resuming)
+                    every `train.log_every` batches and at an epoch's last batch:
+                      {"event": "step", "epoch": e, "step": s, "steps": S,
+                       "loss": running mean of the epoch so far, "samples_per_second": y}
+                    (steps count batches, micro-batches under gradient accumulation)
+                    after each epoch: {"event": "epoch", ...the EpochMetrics fields}
+                    last: {"event": "end", "status": "done"|"failed"|"interrupted"}
+                    (+ "error_class" when failed). Human-readable lines go to stdout,
                     which the runner sends to `log.txt`.
 - `checkpoint/`     state after the last finished epoch, for resume.
 - `weights/`        best (or last) weights in safetensors; LoRA: adapter + head.
-- `predictions.npz` test labels, predictions and probabilities.
+- `predictions.npz` test labels `y_true` and class probabilities `probs` (N, C).
 - `result.json`     a `Result`, written last and atomically. Without it the job is
                     not finished.
 

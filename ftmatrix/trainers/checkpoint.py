@@ -3,8 +3,11 @@
 checkpoint/state.pt    model, optimizer, scheduler, RNG and early-stopping state after
                        the last finished epoch; replaced atomically, loaded with
                        weights_only=True.
-checkpoint/best.safetensors
-                       the best epoch's full model weights so far.
+checkpoint/best-<E>.safetensors
+                       the best epoch's full model weights so far. Named by epoch and
+                       written before state.pt, which names the one to use: a kill
+                       between the two writes cannot pair a state with the wrong best
+                       weights; the stale file goes at the next save.
 weights/               what the job exports: model.safetensors, or for LoRA the peft
                        adapter (adapter_model.safetensors + adapter_config.json, with the
                        trained head) — loadable again.
@@ -22,7 +25,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 STATE = "state.pt"
-BEST = "best.safetensors"
 
 
 def _replace(path: Path, write) -> None:
@@ -45,17 +47,28 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
 
 
-def save_best(folder: Path, model: torch.nn.Module) -> None:
+def _best(folder: Path, epoch: int) -> Path:
+    return folder / f"best-{epoch}.safetensors"
+
+
+def save_best(folder: Path, model: torch.nn.Module, *, epoch: int) -> None:
     state = _cpu_state(model)
-    _replace(folder / BEST, lambda tmp: save_file(state, tmp))
+    _replace(_best(folder, epoch), lambda tmp: save_file(state, tmp))
 
 
-def load_best(folder: Path, model: torch.nn.Module) -> bool:
-    path = folder / BEST
-    if not path.exists():
+def load_best(folder: Path, model: torch.nn.Module, *, epoch: int | None) -> bool:
+    """Load the best epoch's weights into the model; False when there are none."""
+    if epoch is None or not _best(folder, epoch).exists():
         return False
-    model.load_state_dict(load_file(str(path)), strict=True)
+    model.load_state_dict(load_file(str(_best(folder, epoch))), strict=True)
     return True
+
+
+def prune_best(folder: Path, *, keep: int | None) -> None:
+    """Remove best-weight files of epochs other than `keep` (the one state.pt names)."""
+    for path in folder.glob("best-*.safetensors"):
+        if path != _best(folder, keep):
+            path.unlink(missing_ok=True)
 
 
 def rng_state() -> dict:

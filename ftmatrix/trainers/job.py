@@ -22,6 +22,7 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -61,12 +62,22 @@ class Progress:
 
 
 class Stop:
-    """SIGINT/SIGTERM set a flag; the loop checks it between steps."""
+    """SIGINT/SIGTERM set a flag; the loop checks it between steps. A context manager:
+    the previous handlers come back when the job ends (main called in-process)."""
 
     def __init__(self):
         self.signum: int | None = None
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._set)
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> Stop:
+        if threading.current_thread() is threading.main_thread():  # signals need it
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._set)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
     def _set(self, signum, _frame) -> None:
         self.signum = signum
@@ -100,9 +111,13 @@ def fault(epoch: int, stop: Stop, job_id: str = "") -> bool:
 
 
 def main(job_dir: str | Path) -> int:
-    job_dir = Path(job_dir).resolve()
+    """Run the job in `job_dir`; the process exit status (0 done, 1 failed, 128+signal)."""
+    with Stop() as stop:
+        return _run(Path(job_dir).resolve(), stop)
+
+
+def _run(job_dir: Path, stop: Stop) -> int:
     started = time.time()
-    stop = Stop()
     progress = Progress(job_dir)
     result = Result(status="failed", job_id=job_dir.name, started_at=_now())
     try:
@@ -125,7 +140,9 @@ def main(job_dir: str | Path) -> int:
         return _fail(job_dir, result, "oom", f"out of memory: {err}", progress)
     except Exception as err:
         traceback.print_exc()
-        return _fail(job_dir, result, "crash", f"{type(err).__name__}: {err}", progress)
+        # MPS and some CUDA paths report memory exhaustion as a plain RuntimeError
+        error = "oom" if "out of memory" in str(err).lower() else "crash"
+        return _fail(job_dir, result, error, f"{type(err).__name__}: {err}", progress)
     result.status = "done"
     result.timing["total"] = time.time() - started
     result.finished_at = _now()
@@ -164,10 +181,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     _seed(spec.seed)
 
     # ---- data and model
-    tokenizer = None
-    if cfg.task == "text-classification":
-        tokenizer = models.build(cfg, 2).tokenizer  # only to read the tokenizer
-    splits = data.load(cfg, tokenizer=tokenizer)
+    splits = data.load(cfg, tokenizer=models.tokenizer(cfg))
     classes = splits.class_names
     _seed(spec.seed)  # the same initial weights whatever the data loading drew
     built = models.build(cfg, len(classes), classes)
@@ -183,10 +197,10 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     )
     teacher = None
     if cfg.distill.enabled:
-        teacher, teacher_built = distill.teacher(
-            cfg.distill, job_dir=job_dir, cfg=cfg, class_names=classes
+        teacher = distill.teacher(
+            cfg.distill, job_dir=job_dir, cfg=cfg, student=built, class_names=classes
         )
-        teacher.to(device)
+        teacher.model.to(device)
     forward = model
     if spec.compile:
         forward = torch.compile(model)
@@ -199,13 +213,13 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
         hard = hard_loss(out, y)
         if teacher is None or x is None:
             return hard
-        with torch.no_grad():
-            t_out = models.logits(teacher_built, teacher, x)
+        soft = teacher.logits(x)
         return distill.loss(
-            out, t_out, hard, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha
+            out, soft, hard, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha
         )
 
     optimizer = optim.build_optimizer(spec, model, device=device.type)
+    scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
     schedule = optim.Schedule(spec, optimizer, n_train=len(splits.train))
     inputs = loop.Inputs(built, device, splits.kind)
     transform = None
@@ -226,6 +240,8 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["scheduler"])
+        if scaler and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         checkpoint.set_rng_state(state["rng"])
         best = dict(state["best"])
         history = [EpochMetrics.model_validate(m) for m in state["history"]]
@@ -234,7 +250,8 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     _rewrite_metrics(job_dir, history)
     result.timing["setup"] = time.time() - t0
 
-    steps = optim.steps_per_epoch(spec, len(splits.train), start_epoch)
+    # steps as the step events count them: batches (micro-batches under accumulation)
+    steps = -(-len(splits.train) // optim.batch_size(spec, start_epoch))
     progress.emit("start", epochs=spec.epochs, steps_per_epoch=steps, start_epoch=start_epoch)
     stopped_early = False
     epoch = start_epoch - 1
@@ -274,6 +291,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
             on_log=on_log,
             check_stop=stop.check,
             poison=poison,
+            scaler=scaler,
         )
         val_started = time.perf_counter()
         val_loss = val_acc = val_f1 = None
@@ -286,6 +304,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
                 inputs=inputs,
                 loss_fn=lambda o, y, x: hard_loss(o, y),
                 autocast=autocast,
+                check_stop=stop.check,
             )
             pred = probs.argmax(axis=1)
             val_acc = float((pred == y_val).mean())
@@ -309,7 +328,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
         improved = best["value"] is None or sign * (best["value"] - monitored) > es.min_delta
         if improved:
             best.update(value=monitored, epoch=epoch, bad=0)
-            checkpoint.save_best(ckpt_dir, model)
+            checkpoint.save_best(ckpt_dir, model, epoch=epoch)
         else:
             best["bad"] += 1
         checkpoint.save(
@@ -319,11 +338,13 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": schedule.state_dict(),
+                "scaler": scaler.state_dict() if scaler else {},
                 "rng": checkpoint.rng_state(),
                 "best": best,
                 "history": [m.model_dump() for m in history],
             },
         )
+        checkpoint.prune_best(ckpt_dir, keep=best["epoch"])
         _append_metrics(job_dir, row)
         progress.emit("epoch", **row.model_dump())
         progress.say(
@@ -342,7 +363,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     last_state = None
     if cfg.output.save_weights == "last":
         last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    checkpoint.load_best(ckpt_dir, model)
+    checkpoint.load_best(ckpt_dir, model, epoch=best["epoch"])
     test_data = loop.loader(splits.test, kind=splits.kind, batch_size=spec.batch_size)
     test_loss, probs, y_test = loop.evaluate(
         model=forward,
@@ -351,6 +372,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
         inputs=inputs,
         loss_fn=lambda o, y, x: hard_loss(o, y),
         autocast=autocast,
+        check_stop=stop.check,
     )
     if len(y_test) == 0:
         raise data.DataError("the test split is empty (data.test_fraction is 0 and no test/)")
@@ -394,7 +416,9 @@ def _autocast(precision: str, device: torch.device) -> torch.dtype | None:
         return None
     if precision == "fp16":
         return torch.float16
-    if precision == "bf16" or (device.type == "cuda" and torch.cuda.is_bf16_supported()):
+    # auto: only where bf16 is native (Ampere on); emulated bf16 (a T4) is slower than fp32
+    native = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    if precision == "bf16" or native:
         return torch.bfloat16
     return None
 

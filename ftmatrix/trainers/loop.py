@@ -172,8 +172,10 @@ def train_epoch(
     on_log: Callable[[int, int, float, float], None],
     check_stop: Callable[[], None],
     poison: bool = False,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> EpochStats:
-    """One pass over the training data. `poison` makes the loss NaN (fault injection)."""
+    """One pass over the training data. `poison` makes the loss NaN (fault injection);
+    `scaler` scales fp16 losses so small gradients do not underflow."""
     model.train()
     device = inputs.device
     total = torch.zeros((), device=device)
@@ -192,11 +194,18 @@ def train_epoch(
             loss = loss_fn(out, y, x)
         if poison:
             loss = loss * float("nan")
-        (loss / accumulation).backward()
+        scaled = loss / accumulation
+        (scaler.scale(scaled) if scaler else scaled).backward()
         if step % accumulation == 0 or step == steps:
+            if scaler:
+                scaler.unscale_(optimizer)  # clip the true gradients
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+            if scaler:
+                scaler.step(optimizer)  # skipped when the gradients overflowed
+                scaler.update()
+            else:
+                optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             schedule.after_step()
         total += loss.detach().float() * len(y)
@@ -220,6 +229,7 @@ def evaluate(
     inputs: Inputs,
     loss_fn: Callable,
     autocast: torch.dtype | None,
+    check_stop: Callable[[], None] = lambda: None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """(mean loss, class probabilities, labels) over a split."""
     model.eval()
@@ -227,6 +237,7 @@ def evaluate(
     total = torch.zeros((), device=device)
     probs, labels = [], []
     for x, y in data:
+        check_stop()
         x, y = inputs(x), y.to(device, non_blocking=True)
         with torch.autocast(
             device.type, dtype=autocast or torch.float32, enabled=autocast is not None

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ftmatrix.config import LossConfig
+from ftmatrix.trainers.models import ConfigError
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -21,7 +22,7 @@ def class_weights(spec: LossConfig, train_labels: torch.Tensor, num_classes: int
         counts = torch.bincount(train_labels, minlength=num_classes).clamp(min=1).float()
         return len(train_labels) / (num_classes * counts)
     if len(spec.class_weights) != num_classes:
-        raise ValueError(
+        raise ConfigError(
             f"train.loss.class_weights has {len(spec.class_weights)} values for "
             f"{num_classes} classes"
         )

@@ -2,10 +2,20 @@
 
 `pretrained: true` loads the official weights (torchvision's DEFAULT weights, or
 `from_pretrained`); `false` builds the same architecture from its config, offline.
+
+Building a Hugging Face model with `pretrained: false` never touches the network: a
+cached config is used when there is one, otherwise the config class of the model type,
+given as `model.config.model_type` or read from the name (a name containing "vit"
+means vit, "bert" bert, ...; see `_TYPE_HINTS`), with the `model.config` overrides.
+
+Normalisation follows the model: the mean/std of the pretrained weights' transforms
+(torchvision) or of the model's image processor (Hugging Face; for a model built from
+its config, the defaults of that model type's processor); ImageNet's otherwise.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -40,7 +50,6 @@ class Built:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     head: str  # name of the classification head module (trained fully under LoRA)
-    tokenizer: object | None = None
     interpolate: bool = False  # ViT at another image size than it was trained at
 
 
@@ -54,11 +63,42 @@ def _torchvision(cfg: JobConfig, num_classes: int) -> Built:
     import torchvision
 
     spec = cfg.model
-    model = torchvision.models.get_model(spec.name, weights="DEFAULT" if spec.pretrained else None)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    # torchvision's ViTs are built for one input size (position embeddings per patch)
+    sized = spec.name.startswith("vit_")
+    if not spec.pretrained:
+        kwargs = {"image_size": spec.image_size} if sized else {}
+        model = torchvision.models.get_model(spec.name, weights=None, **kwargs)
+    else:
+        weights = torchvision.models.get_model_weights(spec.name).DEFAULT
+        native = weights.meta["min_size"][0]
+        if sized and native != spec.image_size:
+            model = _resized_vit(spec.name, weights, spec.image_size)
+        elif spec.name.startswith("maxvit") and native != spec.image_size:
+            raise ConfigError(f"{spec.name} takes {native}-pixel images; set model.image_size")
+        else:
+            model = torchvision.models.get_model(spec.name, weights=weights)
+        transform = weights.transforms()
+        mean, std = tuple(transform.mean), tuple(transform.std)
     head = _replace_head(model, num_classes, spec.head_dropout)
     if spec.freeze_backbone:
         _freeze_all_but(model, head)
-    return Built(model, "torchvision", IMAGENET_MEAN, IMAGENET_STD, head)
+    return Built(model, "torchvision", mean, std, head)
+
+
+def _resized_vit(name: str, weights, size: int) -> nn.Module:
+    """A torchvision ViT for `size`-pixel images with the pretrained weights, its
+    position embeddings interpolated to the new number of patches (torchvision's own
+    `interpolate_embeddings`)."""
+    import torchvision
+    from torchvision.models.vision_transformer import interpolate_embeddings
+
+    model = torchvision.models.get_model(name, weights=None, image_size=size)
+    if size % model.patch_size:
+        raise ConfigError(f"model.image_size {size} is not a multiple of {name}'s patch size")
+    state = interpolate_embeddings(size, model.patch_size, weights.get_state_dict(progress=False))
+    model.load_state_dict(state)
+    return model
 
 
 def _replace_head(model: nn.Module, num_classes: int, dropout: float) -> str:
@@ -131,18 +171,33 @@ def _hf(cfg: JobConfig, num_classes: int, class_names: list[str]) -> Built:
         setattr(model, head, nn.Sequential(nn.Dropout(spec.head_dropout), linear))
     if spec.freeze_backbone:
         _freeze_all_but(model, head)
-    mean, std, tokenizer = IMAGENET_MEAN, IMAGENET_STD, None
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
     if image:
-        mean, std = _image_stats(spec.name, pretrained=spec.pretrained)
-    elif spec.pretrained:
-        tokenizer = tf.AutoTokenizer.from_pretrained(spec.name)
-    else:
-        try:  # the model's own tokenizer when it is cached; else one fitted to the data
-            tokenizer = tf.AutoTokenizer.from_pretrained(spec.name, local_files_only=True)
-        except (OSError, ValueError):
-            tokenizer = None
-    interpolate = image and spec.pretrained and native is not None and native != spec.image_size
-    return Built(model, "hf", mean, std, head, tokenizer, interpolate)
+        mean, std = _image_stats(spec.name, config, pretrained=spec.pretrained)
+    # a pretrained ViT at another size: interpolate its position embeddings per call
+    interpolate = (
+        image
+        and spec.pretrained
+        and native is not None
+        and native != spec.image_size
+        and "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
+    )
+    return Built(model, "hf", mean, std, head, interpolate)
+
+
+def tokenizer(cfg: JobConfig):
+    """The text model's own tokenizer; None when it is built from its config and no
+    tokenizer is cached (the data then fits one to the training texts)."""
+    if cfg.task != "text-classification" or cfg.model.source != "hf":
+        return None
+    from transformers import AutoTokenizer
+
+    if cfg.model.pretrained:
+        return AutoTokenizer.from_pretrained(cfg.model.name)
+    try:
+        return AutoTokenizer.from_pretrained(cfg.model.name, local_files_only=True)
+    except (OSError, ValueError):
+        return None
 
 
 def _guess_type(name: str) -> str:
@@ -156,14 +211,28 @@ def _guess_type(name: str) -> str:
     )
 
 
-def _image_stats(name: str, *, pretrained: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The processor's normalisation when it can be read (cached), else ImageNet's."""
-    try:
-        from transformers import AutoImageProcessor
+def _image_stats(name: str, config, *, pretrained: bool) -> tuple[tuple, tuple]:
+    """The model's processor's normalisation: its saved processor config when it can be
+    read (from the cache only without pretrained weights), else the defaults of the
+    processor of its model type, else ImageNet's."""
+    from transformers import AutoImageProcessor
 
+    try:
         processor = AutoImageProcessor.from_pretrained(name, local_files_only=not pretrained)
         return tuple(processor.image_mean), tuple(processor.image_std)
     except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    try:
+        from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
+
+        found = IMAGE_PROCESSOR_MAPPING[type(config)]
+        # one class, or (slow, fast) / {backend: class} depending on the version
+        if isinstance(found, dict | tuple):
+            options = found.values() if isinstance(found, dict) else found
+            found = next(c for c in options if c is not None)
+        processor = found()
+        return tuple(processor.image_mean), tuple(processor.image_std)
+    except (ImportError, KeyError, StopIteration, AttributeError, TypeError, ValueError):
         return IMAGENET_MEAN, IMAGENET_STD
 
 

@@ -99,3 +99,66 @@ def test_a_dataset_saved_to_disk_keeps_its_splits(tmp_path):
     splits = data.load(cfg(task="text-classification", path=str(tmp_path / "ds")))
     assert splits.class_names == ["neg", "pos"]
     assert (len(splits.train), len(splits.val), len(splits.test)) == (20, 4, 6)
+
+
+def test_a_dataset_with_train_and_test_cuts_val_from_train(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = {"text": [f"review {i}" for i in range(30)], "label": ["a", "b", "c"] * 10}
+    ds = datasets.Dataset.from_dict(rows)
+    given = {"train": ds.select(range(20)), "test": ds.select(range(20, 30))}
+    datasets.DatasetDict(given).save_to_disk(str(tmp_path / "ds"))
+    spec = cfg(task="text-classification", path=str(tmp_path / "ds"), val_fraction=0.25)
+    splits = data.load(spec)
+    assert splits.class_names == ["a", "b", "c"]
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (15, 5, 10)
+    # val came out of train: together they are train's 20 labels, the test split is untouched
+    assert Counter(splits.train.y.tolist() + splits.val.y.tolist()) == {0: 7, 1: 7, 2: 6}
+    assert splits.test.y.tolist() == [2, 0, 1, 2, 0, 1, 2, 0, 1, 2]
+
+
+def test_limit_shares_a_stratified_subset_among_given_splits_and_decodes_only_it(
+    tmp_path, monkeypatch
+):
+    for split, n in (("train", 10), ("val", 3), ("test", 7)):
+        draw(tmp_path / split, {"cat": n, "dog": n})
+    opened = []
+    real_open = data._open_file
+    monkeypatch.setattr(data, "_open_file", lambda path: opened.append(path) or real_open(path))
+    splits = data.load(cfg(path=str(tmp_path), limit=20))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (10, 3, 7)
+    assert sorted(splits.train.y.tolist()) == [0] * 5 + [1] * 5
+    assert len(opened) == 20 and len(set(opened)) == 20
+
+
+def test_an_empty_validation_split_of_texts(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\n" + "".join(f"words {i},{'xy'[i % 2]}\n" for i in range(20)))
+    splits = data.load(cfg(task="text-classification", path=str(path), val_fraction=0))
+    assert len(splits.val) == 0 and splits.val.x["input_ids"].shape == (0, 8)
+    assert (len(splits.train), len(splits.test)) == (16, 4)
+
+
+def test_an_image_dataset_saved_to_disk_is_split_and_resized(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)) for _ in range(20)]
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=["left", "right"])}
+    )
+    ds = datasets.Dataset.from_dict({"image": images, "label": [0, 1] * 10}, features=features)
+    ds.save_to_disk(str(tmp_path / "ds"))
+    splits = data.load(cfg(path=str(tmp_path / "ds"), val_fraction=0.1, test_fraction=0.2))
+    assert splits.class_names == ["left", "right"] and splits.kind == "image"
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (14, 2, 4)
+    assert splits.train.x.shape == (14, 3, 24, 24) and splits.train.x.dtype == torch.uint8
+    # every example is one source image resized, with its label: all 20, once each
+    from torchvision.transforms.v2 import functional as F
+
+    resized = [F.resize(F.pil_to_tensor(im), [24, 24], antialias=True) for im in images]
+    found = []
+    for split in (splits.train, splits.val, splits.test):
+        for x, y in zip(split.x, split.y.tolist(), strict=True):
+            (i,) = [i for i, r in enumerate(resized) if torch.equal(r, x)]
+            assert y == i % 2
+            found.append(i)
+    assert sorted(found) == list(range(20))
