@@ -87,15 +87,16 @@ class Stop:
             raise loop.Interrupted(self.signum)
 
 
-def fault(epoch: int, stop: Stop, job_id: str = "") -> bool:
+def fault(epoch: int | str, stop: Stop, job_id: str = "") -> bool:
     """Apply FTMATRIX_FAULT for this epoch; True when the epoch's loss must be NaN.
 
     The variable holds comma-separated `kind@EPOCH` entries, each optionally limited to
-    one job with `:JOB_ID` (so a whole matrix can run with one job made to fail)."""
+    one job with `:JOB_ID` (so a whole matrix can run with one job made to fail).
+    `@result` instead of an epoch number: the moment before result.json is written."""
     for entry in filter(None, os.environ.get("FTMATRIX_FAULT", "").split(",")):
         spec, _, only = entry.partition(":")
         kind, _, at = spec.partition("@")
-        if not at or int(at) != epoch or (only and only != job_id):
+        if not at or at != str(epoch) or (only and only != job_id):
             continue
         if kind == "raise":
             raise RuntimeError(f"injected fault at epoch {epoch}")
@@ -126,6 +127,7 @@ def _run(job_dir: Path, stop: Stop) -> int:
         return _fail(job_dir, result, "config_error", f"cannot read {CONFIG}: {err}", progress)
     try:
         train(cfg, job_dir=job_dir, result=result, progress=progress, stop=stop)
+        fault("result", stop, job_dir.name)
     except loop.Interrupted as err:
         progress.emit("end", status="interrupted")
         progress.say(f"interrupted by signal {err.signum}; the checkpoint is kept")

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 
 from ftmatrix.result import read_result
@@ -133,3 +134,39 @@ def test_two_runners_on_one_matrix_run_each_job_once(tiny):
     assert a.returncode == 0, out_a
     assert b.returncode == 0, out_b
     assert all(len(starts(tiny, i)) == 1 for i in ids(tiny))
+
+
+def test_sigkill_while_a_result_is_written_never_reads_half_a_result(tiny):
+    first, second, *_ = ids(tiny)
+    root = tiny.parent / "runs" / "tiny"
+    proc = runner(tiny, env={"FTMATRIX_FAULT": f"sleep@result:{second}"})
+    # every epoch of the second job is checkpointed; it stalls just before result.json
+    wait_for(lambda: len(read_lines(root / second / "metrics.jsonl")) == 3)
+    wait_for(lambda: (root / second / "predictions.npz").exists())
+    pids = job_pids(root / second)
+    proc.kill()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    # what a kill in the middle of write_atomic leaves: a half-written temp file
+    (root / second / ".result.json.k1ll3d.tmp").write_text('{"status": "done", "test": {"acc')
+    assert read_result(root / second) is None
+    # the lock goes with the killed process, once the kernel has torn it down
+    wait_for(lambda: {r.id: r.state for r in collect(root)[1]}[second] == "interrupted", 10)
+
+    killed = np.load(root / second / "predictions.npz")
+    killed_acc = float((killed["probs"].argmax(1) == killed["y_true"]).mean())
+
+    again = runner(tiny)
+    out = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, out
+    assert len(starts(tiny, first)) == 1
+    assert "start epoch=4 " in starts(tiny, second)[-1]  # nothing left but the test
+    result = read_result(root / second)
+    assert result.status == "done" and result.resumed_from_epoch == 3
+    assert result.epochs_run == 3
+    assert result.test.accuracy == pytest.approx(killed_acc)  # the same best weights
+
+
+def read_lines(path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
