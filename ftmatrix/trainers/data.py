@@ -7,13 +7,17 @@ with `data.split_seed`. `data.limit` keeps a stratified subset of that many exam
 shared among the given splits by their sizes, before anything is decoded.
 
 Images are decoded and resized once, into uint8 tensors; augmentation (torchvision
-transforms v2) runs on those tensors per batch. Texts are tokenised once.
+transforms v2) runs on those tensors per batch. Texts are tokenised once. With a
+`cache_dir` both are kept on disk for later jobs (see `cache`): images per (files with
+their sizes and mtimes, image size), texts per (texts, tokenizer, max_length).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from ftmatrix.config import DataConfig, JobConfig
+from ftmatrix.trainers import cache
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test")
@@ -77,11 +82,12 @@ class TextBatches(Dataset):
         return {k: v[i] for k, v in self.split.x.items()}, self.split.y[i]
 
 
-def load(cfg: JobConfig, *, tokenizer=None) -> Splits:
+def load(cfg: JobConfig, *, tokenizer=None, cache_dir: Path | None = None) -> Splits:
     """Read the configured data and split it (stratified, seeded by data.split_seed).
 
     `tokenizer` is the model's; without one, a word-level tokenizer is fitted to the
-    training texts."""
+    training texts. `cache_dir`: where decoded images and token ids are kept across
+    jobs (None: nowhere; digits, tiny and in memory already, are never cached)."""
     data = cfg.data
     if data.builtin == "digits":
         given, names = _digits(cfg.model.image_size), [str(n) for n in range(10)]
@@ -97,22 +103,33 @@ def load(cfg: JobConfig, *, tokenizer=None) -> Splits:
             given, names = _text_file(path, data)
         else:
             given, names = _image_folder(path, size=cfg.model.image_size)
-    return _assemble(given, names, cfg=cfg, tokenizer=tokenizer)
+    return _assemble(given, names, cfg=cfg, tokenizer=tokenizer, cache_dir=cache_dir)
 
 
 # ---------------------------------------------------------------- splitting
 
 
-def _assemble(given: dict[str, tuple[Any, np.ndarray]], names, *, cfg: JobConfig, tokenizer):
+def _assemble(
+    given: dict[str, tuple[Any, np.ndarray]], names, *, cfg: JobConfig, tokenizer, cache_dir
+):
     """given: split -> (examples, labels) as the source has them; examples are a uint8
-    image tensor, an array of texts, or a lazy source with `take(indices)`."""
+    image tensor, an array of texts, or a lazy `_Decoded` source."""
     text = cfg.task == "text-classification"
     plan = _plan({k: y for k, (_, y) in given.items()}, cfg.data)
+    # each lazy source is decoded once, for all the splits cut from it
+    rows: dict[str, np.ndarray] = {}
+    for source, idx in plan.values():
+        rows[source] = np.union1d(rows.get(source, idx[:0]), idx)
+    decoded = {
+        source: given[source][0].decode(wanted, cache_dir=cache_dir)
+        for source, wanted in rows.items()
+        if isinstance(given[source][0], _Decoded)
+    }
     taken = {}
     for name, (source, idx) in plan.items():
         x, y = given[source]
-        if isinstance(x, _Decoded):
-            examples = x.take(idx)
+        if source in decoded:
+            examples = _select(decoded[source], np.searchsorted(rows[source], idx))
         else:
             examples = x[torch.as_tensor(idx)] if isinstance(x, torch.Tensor) else x[idx]
         taken[name] = (examples, torch.as_tensor(y[idx], dtype=torch.long))
@@ -120,8 +137,11 @@ def _assemble(given: dict[str, tuple[Any, np.ndarray]], names, *, cfg: JobConfig
         # a fitted vocabulary must fit the embeddings of the model built from its config
         vocab = cfg.model.config.get("vocab_size", FITTED_VOCAB)
         tokenizer = tokenizer or fit_tokenizer(list(taken["train"][0]), vocab_size=vocab)
+        length = cfg.model.max_length
+        tok = _tokenizer_identity(tokenizer) if cache_dir is not None else []
         taken = {
-            k: (_encode(tokenizer, list(x), cfg.model.max_length), y) for k, (x, y) in taken.items()
+            k: (_encode(tokenizer, list(x), max_length=length, cache_dir=cache_dir, tok=tok), y)
+            for k, (x, y) in taken.items()
         }
     parts = [Split(*taken[name]) for name in SPLITS]
     return Splits(*parts, list(names), "text" if text else "image")
@@ -207,22 +227,69 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class _Decoded:
-    """Images decoded and resized only when taken, so a limit reads only what it keeps."""
+    """Images decoded and resized only when asked for, so a limit reads only what it
+    keeps. `identify(item)` names an item's content (a file's path, size and mtime)
+    for the cache key."""
 
-    def __init__(self, items: list, size: int, open_image):
-        self.items, self.size, self.open_image = items, size, open_image
+    def __init__(self, items, *, size: int, open_image, identify):
+        self.items, self.size = items, size
+        self.open_image, self.identify = open_image, identify
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def take(self, idx: np.ndarray) -> torch.Tensor:
+    def decode(self, rows: np.ndarray, *, cache_dir: Path | None) -> np.ndarray:
+        """uint8 (len(rows), 3, size, size) for the sorted `rows`.
+
+        Cached per set of rows: all of them without a limit, so that every split seed
+        and fraction shares one entry; under a limit only the kept ones (a quick run on
+        a big dataset must not decode all of it), unless all of them are cached
+        already."""
+        stamps = [self.identify(item) for item in self.items] if cache_dir else [None]
+        if None in stamps:  # no cache, or content that cannot be named
+            return cache.cached(None, "", lambda alloc: self._fill(rows, alloc))["images"]
+        if len(rows) < len(self.items):
+            whole = cache.lookup(cache_dir, self._key(stamps))
+            if whole is not None:
+                return whole["images"][rows]
+            stamps = [stamps[i] for i in rows]
+        entry = cache.cached(cache_dir, self._key(stamps), lambda alloc: self._fill(rows, alloc))
+        return entry["images"]
+
+    def _key(self, stamps: list[str]) -> str:
+        import PIL
+        import torchvision
+
+        # the decoder's versions too: a new resize kernel gives other pixels
+        about = ["image", str(self.size), torchvision.__version__, PIL.__version__]
+        return f"image-{self.size}px-{len(stamps)}-{cache.fingerprint(about + stamps)[:32]}"
+
+    def _fill(self, rows: np.ndarray, alloc: cache.Alloc) -> None:
         from torchvision.transforms.v2 import functional as F
 
-        out = torch.empty((len(idx), 3, self.size, self.size), dtype=torch.uint8)
-        for row, i in enumerate(idx):
-            image = F.pil_to_tensor(self.open_image(self.items[i]).convert("RGB"))
-            out[row] = F.resize(image, [self.size, self.size], antialias=True)
-        return out
+        out = alloc("images", (len(rows), 3, self.size, self.size), np.uint8)
+
+        def one(row: int) -> None:
+            image = F.pil_to_tensor(self.open_image(self.items[rows[row]]).convert("RGB"))
+            out[row] = F.resize(image, [self.size, self.size], antialias=True).numpy()
+
+        # PIL and torch release the GIL while they decode and resize: threads use every
+        # core (1.5x on two) without the pickling of worker processes
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            try:
+                for _ in pool.map(one, range(len(rows))):  # re-raises a worker's error
+                    pass
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # an unreadable image stops it now
+                raise
+
+
+def _select(images: np.ndarray, positions: np.ndarray) -> torch.Tensor:
+    """images[positions] as a tensor: a view when the positions are one run (a whole
+    cached split stays mapped, not copied), else a copy."""
+    if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
+        return torch.from_numpy(images[positions[0] : positions[-1] + 1])
+    return torch.from_numpy(images[positions])
 
 
 def _open_file(path: Path):
@@ -256,7 +323,8 @@ def _image_folder(path: Path, *, size: int):
                 labels += [label] * len(found)
         if not files:
             raise DataError(f"no images under {folder}")
-        given[split] = (_Decoded(files, size, _open_file), np.array(labels))
+        decoded = _Decoded(files, size=size, open_image=_open_file, identify=cache.file_stamp)
+        given[split] = (decoded, np.array(labels))
     return given, names
 
 
@@ -291,7 +359,47 @@ def _read_texts(path: Path, data: DataConfig) -> tuple[list[str], list[Any]]:
     return [str(r[data.text_column]) for r in rows], [r[data.label_column] for r in rows]
 
 
-def _encode(tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+def _encode(
+    tokenizer, texts: list[str], *, max_length: int, cache_dir: Path | None, tok: list[str]
+) -> dict[str, torch.Tensor]:
+    """Token ids and attention masks, padded to max_length; cached per (texts,
+    tokenizer identity `tok`, max_length) when there is a `cache_dir`."""
+    if cache_dir is None or not texts:
+        return _tokenize(tokenizer, texts, max_length)
+
+    def fill(alloc: cache.Alloc) -> None:
+        for name, ids in _tokenize(tokenizer, texts, max_length).items():
+            alloc(name, tuple(ids.shape), ids.numpy().dtype)[...] = ids.numpy()
+
+    about = cache.fingerprint(["text", str(max_length), *tok, *texts])
+    key = f"text-{max_length}tok-{len(texts)}-{about[:32]}"
+    return {k: torch.from_numpy(v) for k, v in cache.cached(cache_dir, key, fill).items()}
+
+
+def _tokenizer_identity(tokenizer) -> list[str]:
+    """What decides the ids a tokenizer gives: its whole serialised definition (vocab,
+    normaliser, pre-tokeniser, added tokens; a fitted one has no name to go by) less
+    the truncation and padding state that each call sets, and the sides it pads and
+    truncates on."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        definition = json.dumps(spec, sort_keys=True)
+    else:  # a slow (Python) tokenizer: its vocabulary
+        definition = json.dumps(sorted(tokenizer.get_vocab().items()))
+    return [
+        type(tokenizer).__name__,
+        str(getattr(tokenizer, "name_or_path", "")),
+        str(tokenizer.pad_token_id),
+        str(getattr(tokenizer, "padding_side", "")),
+        str(getattr(tokenizer, "truncation_side", "")),
+        definition,
+    ]
+
+
+def _tokenize(tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
     if not texts:  # tokenizers refuse an empty batch (an empty val split)
         empty = torch.zeros((0, max_length), dtype=torch.long)
         return {"input_ids": empty, "attention_mask": empty.clone()}
@@ -384,7 +492,13 @@ def _hf_dataset(cfg: JobConfig):
             given[ours] = (np.array(split[column], dtype=object), y)
         else:
             rows = _Rows(split, column)
-            given[ours] = (_Decoded(range(len(split)), cfg.model.image_size, rows), y)
+            decoded = _Decoded(
+                range(len(split)),
+                size=cfg.model.image_size,
+                open_image=rows,
+                identify=rows.identify,
+            )
+            given[ours] = (decoded, y)
     return given, names
 
 
@@ -393,6 +507,18 @@ class _Rows:
 
     def __init__(self, split, column: str):
         self.split, self.column = split, column
+        self._content: str | None = None
 
     def __call__(self, i: int):
         return self.split[int(i)][self.column]
+
+    def identify(self, i: int) -> str | None:
+        """Row i's content: the split's datasets fingerprint (a hash of its source and
+        every transform applied), its Arrow files' stamps, the column and the row."""
+        if self._content is None:
+            files = [cache.file_stamp(f["filename"]) for f in self.split.cache_files]
+            fingerprint = getattr(self.split, "_fingerprint", None)
+            if fingerprint is None:
+                return None
+            self._content = cache.fingerprint([fingerprint, self.column, *files])
+        return f"{self._content}:{i}"

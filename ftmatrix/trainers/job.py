@@ -183,7 +183,9 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     _seed(spec.seed)
 
     # ---- data and model
-    splits = data.load(cfg, tokenizer=models.tokenizer(cfg))
+    splits = data.load(
+        cfg, tokenizer=models.tokenizer(cfg), cache_dir=data.cache.default_dir(job_dir)
+    )
     classes = splits.class_names
     _seed(spec.seed)  # the same initial weights whatever the data loading drew
     built = models.build(cfg, len(classes), classes)

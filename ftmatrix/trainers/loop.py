@@ -8,6 +8,7 @@ and are read every `log_every` steps. Batches are shuffled by a generator seeded
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,8 +118,13 @@ def loader(
     batch_size: int,
     shuffle_seed: int | None = None,
     transform=None,
-    workers: int = 0,
+    workers: int | None = None,
 ) -> DataLoader:
+    """Batches of a split; `workers` None: `default_workers`. Pinned memory on CUDA
+    (faster, asynchronous copies to the GPU); workers persist across the loader's
+    epochs when there are any."""
+    if workers is None:
+        workers = default_workers(augmented=transform is not None)
     generator = None
     if shuffle_seed is not None:
         generator = torch.Generator().manual_seed(shuffle_seed)
@@ -144,8 +150,21 @@ def loader(
         generator=generator,
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,
+        persistent_workers=workers > 0,
     )
+
+
+def default_workers(*, augmented: bool) -> int:
+    """DataLoader worker processes when data.num_workers is not set.
+
+    The data is already decoded, in memory or mapped from the cache: without
+    augmentation a batch is one slice, and workers would only add pickling, so 0.
+    Per-image augmentation is CPU work: on a GPU machine workers do it while the GPU
+    trains (all cores but the training process's, at most 8); on a CPU-only machine
+    they would take the cores the model's own threads use, so 0 there too."""
+    if not augmented or not torch.cuda.is_available():
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
 @dataclass
