@@ -226,14 +226,16 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
     schedule = optim.Schedule(spec, optimizer, n_train=len(splits.train))
     inputs = loop.Inputs(built, device, splits.kind)
-    transform = None
+    train_inputs, transform = inputs, None
     if splits.kind == "image" and cfg.data.augment.enabled:
         transform = loop.augmentation(cfg.data.augment, cfg.model.image_size)
-    workers = cfg.data.num_workers if cfg.data.num_workers is not None else 0
     for split in (
         (splits.val, splits.test) if transform else (splits.train, splits.val, splits.test)
     ):
         inputs.normalize_once(split)  # augmentation works on the uint8 training images
+    if transform is not None and loop.augment_on_device(device):
+        train_inputs = loop.Inputs(built, device, splits.kind, transform=transform)
+        transform = None  # the loader only slices uint8 batches
 
     # ---- resume
     es = cfg.train.early_stopping
@@ -272,7 +274,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
             batch_size=batch,
             shuffle_seed=spec.seed * 100_003 + epoch,
             transform=transform,
-            workers=workers,
+            workers=cfg.data.num_workers,  # None: loop.default_workers
         )
 
         def on_log(step, n_steps, loss, rate, epoch=epoch):
@@ -284,7 +286,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
             model=forward,
             built=built,
             data=train_data,
-            inputs=inputs,
+            inputs=train_inputs,
             loss_fn=loss_fn,
             optimizer=optimizer,
             schedule=schedule,

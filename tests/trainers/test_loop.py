@@ -54,3 +54,21 @@ def test_progress_is_logged_every_few_batches_with_the_running_loss():
 def test_a_nan_loss_stops_the_epoch():
     with pytest.raises(loop.NanLoss, match="step 2"):
         one_epoch(poison=True)
+
+
+def test_device_augmentation_draws_per_image_then_normalises():
+    from torchvision.transforms import v2
+
+    built = Built(torch.nn.Identity(), "torchvision", (0.5,) * 3, (0.25,) * 3, head="")
+    flip = loop.Inputs(built, torch.device("cpu"), "image", transform=v2.RandomHorizontalFlip())
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 4, 4), dtype=torch.uint8)
+    out = flip(images)
+    plain = (images.float() / 255 - 0.5) / 0.25
+    flipped = [torch.equal(o, p.flip(-1)) for o, p in zip(out, plain, strict=True)]
+    kept = [torch.equal(o, p) for o, p in zip(out, plain, strict=True)]
+    # every image is either itself or its mirror, and the batch holds both kinds
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
+    assert 10 < sum(flipped) < 54
+    assert loop.augment_on_device(torch.device("cuda"))
+    assert not loop.augment_on_device(torch.device("cpu"))
