@@ -28,7 +28,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from ftmatrix.config import DataConfig, JobConfig
-from ftmatrix.trainers import cache
+from ftmatrix.trainers import cache, tokens
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test")
@@ -135,12 +135,15 @@ def _assemble(
         taken[name] = (examples, torch.as_tensor(y[idx], dtype=torch.long))
     if text:
         # a fitted vocabulary must fit the embeddings of the model built from its config
-        vocab = cfg.model.config.get("vocab_size", FITTED_VOCAB)
-        tokenizer = tokenizer or fit_tokenizer(list(taken["train"][0]), vocab_size=vocab)
+        vocab = cfg.model.config.get("vocab_size", tokens.FITTED_VOCAB)
+        tokenizer = tokenizer or tokens.fit_tokenizer(list(taken["train"][0]), vocab_size=vocab)
         length = cfg.model.max_length
-        tok = _tokenizer_identity(tokenizer) if cache_dir is not None else []
+        tok = tokens.identity(tokenizer) if cache_dir is not None else []
         taken = {
-            k: (_encode(tokenizer, list(x), max_length=length, cache_dir=cache_dir, tok=tok), y)
+            k: (
+                tokens.encode(tokenizer, list(x), max_length=length, cache_dir=cache_dir, tok=tok),
+                y,
+            )
             for k, (x, y) in taken.items()
         }
     parts = [Split(*taken[name]) for name in SPLITS]
@@ -357,81 +360,6 @@ def _read_texts(path: Path, data: DataConfig) -> tuple[list[str], list[Any]]:
         if column not in rows[0]:
             raise DataError(f"{path} has no column '{column}' (columns: {', '.join(rows[0])})")
     return [str(r[data.text_column]) for r in rows], [r[data.label_column] for r in rows]
-
-
-def _encode(
-    tokenizer, texts: list[str], *, max_length: int, cache_dir: Path | None, tok: list[str]
-) -> dict[str, torch.Tensor]:
-    """Token ids and attention masks, padded to max_length; cached per (texts,
-    tokenizer identity `tok`, max_length) when there is a `cache_dir`."""
-    if cache_dir is None or not texts:
-        return _tokenize(tokenizer, texts, max_length)
-
-    def fill(alloc: cache.Alloc) -> None:
-        for name, ids in _tokenize(tokenizer, texts, max_length).items():
-            alloc(name, tuple(ids.shape), ids.numpy().dtype)[...] = ids.numpy()
-
-    about = cache.fingerprint(["text", str(max_length), *tok, *texts])
-    key = f"text-{max_length}tok-{len(texts)}-{about[:32]}"
-    return {k: torch.from_numpy(v) for k, v in cache.cached(cache_dir, key, fill).items()}
-
-
-def _tokenizer_identity(tokenizer) -> list[str]:
-    """What decides the ids a tokenizer gives: its whole serialised definition (vocab,
-    normaliser, pre-tokeniser, added tokens; a fitted one has no name to go by) less
-    the truncation and padding state that each call sets, and the sides it pads and
-    truncates on."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        spec = json.loads(backend.to_str())
-        spec.pop("truncation", None)
-        spec.pop("padding", None)
-        definition = json.dumps(spec, sort_keys=True)
-    else:  # a slow (Python) tokenizer: its vocabulary
-        definition = json.dumps(sorted(tokenizer.get_vocab().items()))
-    return [
-        type(tokenizer).__name__,
-        str(getattr(tokenizer, "name_or_path", "")),
-        str(tokenizer.pad_token_id),
-        str(getattr(tokenizer, "padding_side", "")),
-        str(getattr(tokenizer, "truncation_side", "")),
-        definition,
-    ]
-
-
-def _tokenize(tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
-    if not texts:  # tokenizers refuse an empty batch (an empty val split)
-        empty = torch.zeros((0, max_length), dtype=torch.long)
-        return {"input_ids": empty, "attention_mask": empty.clone()}
-    encoded = tokenizer(
-        texts, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt"
-    )
-    return {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
-
-
-FITTED_VOCAB = 30_000  # below the vocab_size of every BERT-like model's default config
-
-
-def fit_tokenizer(texts: list[str], *, vocab_size: int = FITTED_VOCAB):
-    """A word-level tokenizer learned from the training texts (the `vocab_size` most
-    frequent words): the offline stand-in when a model is built from its config and its
-    own tokenizer is not available."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=specials)
-    tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-    )
 
 
 # -------------------------------------------------------------------- datasets

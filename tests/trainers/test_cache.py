@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ftmatrix.config import JobConfig
-from ftmatrix.trainers import cache, data
+from ftmatrix.trainers import cache, data, tokens
 
 from .conftest import write_texts
 
@@ -229,12 +229,12 @@ def test_token_ids_are_cached_per_texts_tokenizer_and_length(tmp_path, monkeypat
     fresh = data.load(text_cfg(path))
     first = data.load(text_cfg(path), cache_dir=root)
     assert sorted(e.split("-")[1] for e in entries(root)) == ["8tok"] * 3  # train, val, test
-    real = data._tokenize
+    real = tokens.tokenize
 
     def no_tokenizing(tokenizer, texts, max_length):
         raise AssertionError("tokenised despite the cache")
 
-    monkeypatch.setattr(data, "_tokenize", no_tokenizing)
+    monkeypatch.setattr(tokens, "tokenize", no_tokenizing)
     second = data.load(text_cfg(path), cache_dir=root)
     for name in data.SPLITS:
         for key in ("input_ids", "attention_mask"):
@@ -243,10 +243,10 @@ def test_token_ids_are_cached_per_texts_tokenizer_and_length(tmp_path, monkeypat
     assert second.train.x["input_ids"].shape == (56, 8)
     assert second.train.x["attention_mask"].sum() > 56 * 4  # real tokens, not padding
     # another length, or another tokenizer, is another entry
-    monkeypatch.setattr(data, "_tokenize", real)
+    monkeypatch.setattr(tokens, "tokenize", real)
     data.load(text_cfg(path, max_length=12), cache_dir=root)
     texts = [line.split(",")[0] for line in path.read_text().splitlines()[1:]]
-    small = data.fit_tokenizer(texts, vocab_size=20)
+    small = tokens.fit_tokenizer(texts, vocab_size=20)
     data.load(text_cfg(path), tokenizer=small, cache_dir=root)
     assert len(entries(root)) == 9
 
