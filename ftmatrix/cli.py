@@ -123,8 +123,35 @@ def run(
         ),
     ] = "auto",
     max_jobs: MaxJobs = 10_000,
+    executor: Annotated[
+        str | None,
+        typer.Option(help="local (this machine) or slurm; default: the matrix's executor.use."),
+    ] = None,
+    partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
+    time_limit: Annotated[
+        int | None, typer.Option(help="Slurm time limit per job, in minutes.")
+    ] = None,
+    gpus_per_job: Annotated[int | None, typer.Option(help="Slurm GPUs per job.")] = None,
+    cpus_per_job: Annotated[int | None, typer.Option(help="Slurm CPU cores per job.")] = None,
+    mem_gb: Annotated[float | None, typer.Option(help="Slurm memory per job, in GB.")] = None,
+    account: Annotated[str | None, typer.Option(help="Slurm account.")] = None,
+    qos: Annotated[str | None, typer.Option(help="Slurm quality of service.")] = None,
+    max_running: Annotated[
+        int | None, typer.Option(help="Slurm: at most this many jobs of the matrix at once.")
+    ] = None,
+    sbatch_arg: Annotated[
+        list[str] | None,
+        typer.Option(help="Extra sbatch option KEY=VALUE (repeatable), e.g. constraint=a100."),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option(help="Slurm: submit and return; `ftmatrix run` again collects.")
+    ] = False,
 ) -> None:
     """Run a matrix: every pending job in its own process; resumes where it stopped.
+
+    With --executor slurm (or `executor: {use: slurm}` in the matrix) the jobs go to a
+    Slurm cluster as one job array; running the command again re-attaches to queued
+    jobs instead of submitting them twice.
 
     Exit code: 0 all done, 1 some failed, 2 invalid input, 130 interrupted (Ctrl-C).
     """
@@ -152,20 +179,89 @@ def run(
         fail_fast=fail_fast,
     )
     root = store.root_of(p, runs_dir)
+    settings = p.spec.executor if p.spec is not None else None
+    where = executor or (settings.use if settings else "local")
+    if where not in ("local", "slurm"):
+        err_console.print(f"--executor must be local or slurm, not {where!r}")
+        raise typer.Exit(2)
     try:
-        code = execute.run(
-            p,
-            root=root,
-            options=options,
-            display=progress.display(console, quiet=quiet),
-            launcher=chosen,
-        )
+        if where == "slurm":
+            from ftmatrix.runner import slurm
+
+            flags = {
+                "partition": partition,
+                "time": time_limit,
+                "gpus_per_job": gpus_per_job,
+                "cpus_per_job": cpus_per_job,
+                "mem_gb": mem_gb,
+                "account": account,
+                "qos": qos,
+                "max_running": max_running,
+            }
+            spec = _slurm_spec(settings, flags, sbatch_arg or [])
+            code = slurm.run(
+                p,
+                root=root,
+                options=options,
+                spec=spec,
+                display=progress.display(console, quiet=quiet),
+                detach=detach,
+            )
+        else:
+            code = execute.run(
+                p,
+                root=root,
+                options=options,
+                display=progress.display(console, quiet=quiet),
+                launcher=chosen,
+            )
     except SelectError as err:
         err_console.print(str(err))
         raise typer.Exit(2) from None
-    if code == 0 and not quiet:
+    if code == 0 and not quiet and not detach:
         console.print(f"results in {root}; tables: ftmatrix report {p.name}")
     raise typer.Exit(code)
+
+
+def _slurm_spec(settings, flags: dict, sbatch_args: list[str]):
+    """The matrix's executor.slurm settings with the command line's flags on top."""
+    from pydantic import ValidationError
+
+    from ftmatrix.runner.executors import SlurmSpec
+
+    merged = settings.slurm.model_dump() if settings else {}
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    for arg in sbatch_args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            err_console.print(f"--sbatch-arg must be KEY=VALUE, not {arg!r}")
+            raise typer.Exit(2)
+        merged.setdefault("sbatch_args", {})[key.lstrip("-")] = value
+    try:
+        return SlurmSpec.model_validate(merged)
+    except ValidationError as err:
+        for e in err.errors():
+            err_console.print(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def cancel(
+    target: Annotated[
+        str, typer.Argument(help="A matrix file, or the name of a run folder under --runs-dir.")
+    ],
+    runs_dir: RunsDir = None,
+) -> None:
+    """Cancel the matrix's queued and running Slurm jobs; finished results stay."""
+    from ftmatrix.runner import slurm
+
+    root = _run_folder(target, runs_dir)
+    if not root.is_dir():
+        err_console.print(f"no run folder {root}")
+        raise typer.Exit(2)
+    cancelled = slurm.cancel(root)
+    console.print(f"cancelled {len(cancelled)} Slurm job(s)" + (": " if cancelled else ""), end="")
+    console.print(" ".join(cancelled), highlight=False)
 
 
 @app.command()

@@ -42,7 +42,10 @@ ErrorClass = Literal[
     "data_error",  # data missing, unreadable or malformed
     "config_error",  # the config cannot be realised (e.g. no LoRA target matches)
     "crash",  # any other exception, or the process died with no result
-    "timeout",  # the runner stopped it at its time limit
+    "timeout",  # the runner (or Slurm) stopped it at its time limit
+    "cancelled",  # cancelled on the cluster (scancel, ftmatrix cancel)
+    "preempted",  # preempted on the cluster and not requeued
+    "node_failure",  # the cluster node it ran on failed
 ]
 
 RESULT = "result.json"

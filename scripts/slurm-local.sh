@@ -67,6 +67,7 @@ MinJobAge=60
 KillWait=5
 SchedulerParameters=sched_interval=2
 MailProg=/bin/true
+DefMemPerCPU=$((mem / cpus))
 NodeName=$NODE CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF

@@ -67,7 +67,16 @@ def test_every_command_and_option_has_help():
     import typer.main
 
     group = typer.main.get_command(app)
-    assert set(group.commands) == {"validate", "plan", "schema", "run", "status", "report", "train"}
+    assert set(group.commands) == {
+        "validate",
+        "plan",
+        "schema",
+        "run",
+        "status",
+        "report",
+        "train",
+        "cancel",
+    }
     for name, command in group.commands.items():
         assert command.help, name
         for param in command.params:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ftmatrix import catalog
+from ftmatrix.runner.executors import ExecutorSpec
 from ftmatrix.runner.search import SearchSpec
 
 # Refuse alias expansion past this many nodes ("billion laughs") and deep nesting.
@@ -218,6 +219,10 @@ class MatrixSpec(BaseModel):
     search: SearchSpec | None = Field(
         None,
         description="Tuned search (random, TPE, evolution) over a space, for each grid point.",
+    )
+    executor: ExecutorSpec = Field(
+        default_factory=ExecutorSpec,
+        description="Where jobs run: local (default) or slurm, with the Slurm settings.",
     )
 
 

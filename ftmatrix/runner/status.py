@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,30 @@ def collect(root: Path) -> tuple[dict, list[Row]]:
                 row = _row(folder, "")
                 row.state = f"stale ({row.state})"
                 rows.append(row)
+    _queue_states(root, rows)
     return plan, rows
+
+
+def _queue_states(root: Path, rows: list[Row]) -> None:
+    """Unfinished jobs submitted to Slurm: their queue state (queued, running, or how
+    Slurm ended them), asked of sacct once for all — only when there are any."""
+    from ftmatrix.runner import slurm
+
+    records = {
+        row.id: record
+        for row in rows
+        if row.state in ("pending", "interrupted", "running")
+        and (record := slurm.read_record(root / row.id))
+    }
+    if not records or shutil.which("sacct") is None:
+        return
+    states = slurm.queue_states([r["job_id"] for r in records.values()])
+    names = {"PENDING": "queued", "REQUEUED": "queued", "RUNNING": "running"}
+    for row in rows:
+        if row.id in records:
+            state = states.get(records[row.id]["job_id"], "")
+            row.state = names.get(state, row.state)
+            row.error = None if state in names else (f"slurm: {state.lower()}" if state else None)
 
 
 def _row(job_dir: Path, label: str) -> Row:

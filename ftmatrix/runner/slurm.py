@@ -1,0 +1,279 @@
+"""Run a plan on a Slurm cluster through submitit, on the same store, ids and resume rules.
+
+Submission: the jobs to run go to Slurm as one job array per `ftmatrix run` (one sbatch
+call, however many jobs; `max_running` becomes the array's `%N` throttle). Each array
+task runs `run_job(job_dir)` — the same trainer entry as a local job — on the job folder,
+which must be on a filesystem the nodes share. submitit's own files (the pickled call,
+its stdout/stderr) live in `runs/<matrix>/.slurm/`.
+
+Claims: the per-job kernel lock is held only while a job is checked and submitted;
+after that `slurm.json` in the job folder (its Slurm job id) is the claim. A later
+`ftmatrix run` or `ftmatrix status` reads it: a job still queued or running is followed
+(re-attached), never submitted again.
+
+Outcomes: result.json when the trainer wrote one; otherwise the Slurm state, read with
+sacct (submitit's watcher, so accounting must be on), decides the error class: TIMEOUT
+-> timeout (the epoch checkpoint is kept: `--retry-failed` resubmits and it resumes),
+CANCELLED -> cancelled, OUT_OF_MEMORY -> oom, NODE_FAIL -> node_failure, PREEMPTED ->
+preempted (a requeued job is simply followed), anything else -> crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from ftmatrix.result import LOG, PROGRESS, write_json_atomic
+from ftmatrix.runner import preflight, store
+from ftmatrix.runner.executors import SlurmSpec
+from ftmatrix.runner.plan import Job, Plan
+from ftmatrix.runner.progress import Plain
+
+RECORD = "slurm.json"
+SUBMITIT = ".slurm"
+ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "COMPLETING", "CONFIGURING", "RESIZING", "SUSPENDED")
+# Slurm's end states with no result.json -> our error class
+FAILURES = {
+    "TIMEOUT": "timeout",
+    "CANCELLED": "cancelled",
+    "OUT_OF_MEMORY": "oom",
+    "NODE_FAIL": "node_failure",
+    "PREEMPTED": "preempted",
+}
+
+
+def run_job(job_dir: str) -> int:
+    """What each Slurm task runs: the trainer on its job folder, output to log.txt."""
+    import signal
+
+    # submitit signals USR2 before the time limit to offer a requeue; a plain job would
+    # then die with an exception mid-epoch. Ignore it: at the limit Slurm sends SIGTERM,
+    # which the trainer turns into a clean stop with its checkpoint kept.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    log = os.open(os.path.join(job_dir, LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(log, f"--- start {time.strftime('%Y-%m-%d %H:%M:%S')} (slurm)\n".encode())
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    from ftmatrix.trainers.job import main
+
+    return main(job_dir)
+
+
+def read_record(job_dir: Path) -> dict | None:
+    try:
+        return json.loads((job_dir / RECORD).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def queue_states(job_ids: list[str]) -> dict[str, str]:
+    """Slurm job id -> its state (sacct's first word: PENDING, RUNNING, TIMEOUT, ...)."""
+    import submitit
+
+    if not job_ids:
+        return {}
+    watcher = submitit.SlurmJob.watcher
+    for job_id in job_ids:
+        watcher.register_job(job_id)
+    watcher.update()
+    return {j: watcher.get_state(j, mode="cache").split(" ")[0].upper() for j in job_ids}
+
+
+def _executor(root: Path, plan: Plan, spec: SlurmSpec):
+    import submitit
+
+    executor = submitit.SlurmExecutor(folder=root / SUBMITIT / "%j", max_num_timeout=0)
+    params = {
+        "job_name": f"ftmatrix-{plan.name}",
+        "time": spec.time,
+        "cpus_per_task": spec.cpus_per_job,
+        "array_parallelism": spec.max_running,
+        "stderr_to_stdout": True,
+        "additional_parameters": dict(spec.sbatch_args),
+    }
+    optional = {
+        "partition": spec.partition,
+        "gpus_per_node": spec.gpus_per_job or None,
+        "mem": f"{spec.mem_gb:g}GB" if spec.mem_gb else None,
+        "account": spec.account,
+        "qos": spec.qos,
+    }
+    params.update({k: v for k, v in optional.items() if v is not None})
+    executor.update_parameters(**params)
+    return executor
+
+
+def run(
+    plan: Plan,
+    *,
+    root: Path,
+    options,
+    spec: SlurmSpec,
+    display: Plain,
+    detach: bool = False,
+) -> int:
+    """Submit what is left of the plan and follow it; the exit code as for local runs."""
+    from ftmatrix.runner.execute import INTERRUPTED, todo
+    from ftmatrix.runner.select import select
+
+    jobs = select(plan.jobs, options.only)
+    attached: dict[str, str] = {}  # our job id -> Slurm job id, still in the queue
+    records = {j.id: read_record(root / j.id) for j in jobs}
+    live = queue_states([r["job_id"] for r in records.values() if r])
+    for job in jobs:
+        record = records[job.id]
+        if record and live.get(record["job_id"]) in ACTIVE and not store.read_status(root / job.id):
+            attached[job.id] = record["job_id"]
+    queue = [
+        j
+        for j in jobs
+        if j.id not in attached and todo(j, _state(root / j.id, records[j.id]), options)
+    ]
+    problems = preflight.check(queue, root=root, base_dir=plan.path.parent)
+    if problems:
+        for p in problems:
+            display.console.print(f"preflight: {p}", markup=False, highlight=False, soft_wrap=True)
+        display.console.print(f"{len(problems)} problem(s) before the first job; nothing was run.")
+        return 2
+    store.prepare(plan, root)
+    display.start(len(jobs), len(queue) + len(attached))
+    if attached:
+        display.say(f"re-attached to {len(attached)} job(s) already on the cluster")
+    attached.update(_submit(plan, queue, root=root, spec=spec, options=options))
+    if detach:
+        display.close()
+        display.console.print(
+            f"submitted; {len(attached)} job(s) on the cluster. Follow with `ftmatrix status "
+            f"{plan.name}`; `ftmatrix run` again collects the results."
+        )
+        return 0
+    by_id = {j.id: j for j in jobs}
+    try:
+        _follow(attached, by_id, root=root, spec=spec, display=display)
+    except KeyboardInterrupt:
+        display.close()
+        display.console.print(
+            "stopped following; the jobs go on on the cluster. `ftmatrix run` again "
+            f"re-attaches, `ftmatrix cancel {plan.name}` cancels them."
+        )
+        return INTERRUPTED
+    display.close()
+    final = {j.id: store.state(root / j.id) for j in jobs}
+    counts = {s: list(final.values()).count(s) for s in store.STATES if s in final.values()}
+    display.console.print(
+        "summary: " + ", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False
+    )
+    if "failed" in final.values():
+        display.console.print("re-run failed jobs with --retry-failed", highlight=False)
+        return 1
+    return 0 if all(s in ("done", "pruned") for s in final.values()) else 1
+
+
+def _state(job_dir: Path, record: dict | None) -> str:
+    """A job's state for the submit decision: a job that was submitted but left the
+    queue without a result is interrupted (resumable), like a killed local job."""
+    state = store.state(job_dir)
+    if record and state == "pending":
+        return "interrupted"
+    return state
+
+
+def _submit(plan: Plan, queue: list[Job], *, root: Path, spec: SlurmSpec, options) -> dict:
+    """One job array for the queue; each job claimed by its lock while it is checked
+    and recorded, so two runners never submit the same job."""
+    claims, chosen = [], []
+    try:
+        for job in queue:
+            job_dir = root / job.id
+            claim = store.claim(job_dir)
+            if claim is None:
+                continue  # another runner is submitting or running it
+            claims.append(claim)
+            record = read_record(job_dir)
+            if record and queue_states([record["job_id"]]).get(record["job_id"]) in ACTIVE:
+                continue  # submitted meanwhile
+            if options.force or store.state(job_dir, claimed=True) == "failed":
+                store.reset(job_dir, fresh=options.force)
+            store.write_config(job, job_dir, base_dir=plan.path.parent)
+            chosen.append(job)
+        if not chosen:
+            return {}
+        executor = _executor(root, plan, spec)
+        with executor.batch():
+            submitted = [executor.submit(run_job, str((root / j.id).resolve())) for j in chosen]
+        ids = {}
+        for job, sjob in zip(chosen, submitted, strict=True):
+            write_json_atomic(
+                root / job.id / RECORD,
+                {"job_id": sjob.job_id, "submitted": time.time(), "folder": SUBMITIT},
+            )
+            ids[job.id] = sjob.job_id
+        return ids
+    finally:
+        for claim in claims:
+            claim.release()
+
+
+def _follow(attached: dict[str, str], jobs: dict[str, Job], *, root, spec, display) -> None:
+    """Wait for every attached job to leave the queue; record those without a result."""
+    offsets: dict[str, int] = {}
+    started: dict[str, float] = {}
+    while attached:
+        states = queue_states(list(attached.values()))
+        for our_id, slurm_id in list(attached.items()):
+            job, job_dir = jobs[our_id], root / our_id
+            state = states.get(slurm_id, "UNKNOWN")
+            if state in ("PENDING", "REQUEUED", "UNKNOWN"):
+                continue
+            if our_id not in started:  # running, or already over between two polls
+                started[our_id] = time.monotonic()
+                display.job_started(job)
+            offsets[our_id] = _progress(job_dir, offsets.get(our_id, 0), job, display)
+            if state in ACTIVE:
+                continue
+            result = store.read_status(job_dir)
+            if result is None:
+                error = FAILURES.get(state, "crash")
+                result = _record(job_dir, error, f"Slurm job {slurm_id} ended {state}")
+            seconds = (result.get("timing") or {}).get("total") or (
+                time.monotonic() - started[our_id]
+            )
+            display.job_finished(job, result.get("status", "failed"), result, seconds)
+            del attached[our_id]
+        if attached:
+            time.sleep(spec.poll)
+
+
+def _progress(job_dir: Path, offset: int, job: Job, display: Plain) -> int:
+    from ftmatrix.runner.execute import _follow as follow_progress
+
+    return follow_progress(job_dir / PROGRESS, offset, job, display)
+
+
+def _record(job_dir: Path, error: str, message: str) -> dict:
+    from ftmatrix.runner.execute import _record as record
+
+    return record(job_dir, error, message)
+
+
+def cancel(root: Path) -> list[str]:
+    """scancel every queued or running job of the run folder; the Slurm ids cancelled.
+    Finished results are untouched; a cancelled job is recorded as failed: cancelled."""
+    import submitit
+
+    records = {p.name: r for p in sorted(root.iterdir()) if p.is_dir() and (r := read_record(p))}
+    records = {k: r for k, r in records.items() if store.read_status(root / k) is None}
+    live = queue_states([r["job_id"] for r in records.values()])
+    cancelled = []
+    for our_id, record in records.items():
+        slurm_id = record["job_id"]
+        if live.get(slurm_id) in ACTIVE:
+            submitit.SlurmJob(root / SUBMITIT / slurm_id.split("_")[0], slurm_id).cancel(
+                check=False
+            )
+            _record(root / our_id, "cancelled", f"Slurm job {slurm_id} cancelled")
+            cancelled.append(slurm_id)
+    return cancelled
