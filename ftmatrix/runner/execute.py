@@ -4,6 +4,9 @@ Resume is the default: done jobs are skipped, interrupted jobs continue from the
 checkpoint, failed ones wait for --retry-failed. Several runners may share a matrix:
 each job is claimed by its lock first, and a runner waits at the end for jobs that
 another process is still running, so it returns with the matrix complete.
+
+A matrix with a `search:` block is run by `tune`, which draws its jobs trial by trial
+and runs each one with `run_job`, the same code as here.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftmatrix.result import LOG, PROGRESS, Result, write_json_atomic
+from ftmatrix.result import LOG, PROGRESS, Result, read_metrics, write_json_atomic
 from ftmatrix.runner import preflight, store
 from ftmatrix.runner.launch import Handle, Launcher, SpawnLauncher
 from ftmatrix.runner.plan import Job, Plan
@@ -36,7 +40,7 @@ class Options:
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the jobs
 
 
-class _CtrlC:
+class CtrlC:
     """First Ctrl-C: stop the running job gracefully and leave. Second: stop at once."""
 
     def __init__(self):
@@ -65,6 +69,16 @@ def todo(job: Job, state: str, options: Options) -> bool:
     return state == "failed" and options.retry_failed
 
 
+def checked(jobs: list[Job], *, plan: Plan, root: Path, display: Plain) -> bool:
+    """Preflight: True when the jobs can start; otherwise every problem is shown."""
+    problems = preflight.check(jobs, root=root, base_dir=plan.path.parent)
+    for p in problems:
+        display.console.print(f"preflight: {p}", markup=False, highlight=False, soft_wrap=True)
+    if problems:
+        display.console.print(f"{len(problems)} problem(s) before the first job; nothing was run.")
+    return not problems
+
+
 def run(
     plan: Plan,
     *,
@@ -75,18 +89,18 @@ def run(
 ) -> int:
     """Run what is left of the plan; the exit code (0 done, 1 failed, 2 bad input, 130)."""
     launcher = launcher or SpawnLauncher()
+    if plan.search:
+        from ftmatrix.runner import tune  # imports optuna
+
+        return tune.run(plan, root=root, options=options, display=display, launcher=launcher)
     jobs = select(plan.jobs, options.only)
     states = {j.id: store.state(root / j.id) for j in jobs}
     queue = [j for j in jobs if todo(j, states[j.id], options)]
-    problems = preflight.check(queue, root=root, base_dir=plan.path.parent)
-    if problems:
-        for p in problems:
-            display.console.print(f"preflight: {p}", markup=False, highlight=False, soft_wrap=True)
-        display.console.print(f"{len(problems)} problem(s) before the first job; nothing was run.")
+    if not checked(queue, plan=plan, root=root, display=display):
         return 2
     store.prepare(plan, root)
     display.start(len(jobs), len(queue))
-    ctrl_c = _CtrlC()
+    ctrl_c = CtrlC()
     failed = 0
     elsewhere: list[Job] = []
     done_here: set[str] = set()
@@ -104,7 +118,16 @@ def run(
                 state = store.state(job_dir, claimed=True)
                 if not options.force and not todo(job, state, options):
                     continue
-                outcome = _run_one(plan, job, job_dir, claim, launcher, options, display, ctrl_c)
+                outcome = run_job(
+                    job,
+                    job_dir=job_dir,
+                    claim=claim,
+                    base_dir=plan.path.parent,
+                    launcher=launcher,
+                    options=options,
+                    display=display,
+                    ctrl_c=ctrl_c,
+                )
             finally:
                 claim.release()
             done_here.add(job.id)
@@ -130,20 +153,29 @@ def run(
     return 0 if all(s in ("done", "pruned") for s in final.values()) else 1
 
 
-def _run_one(
-    plan: Plan,
+# Called with each new progress event of a running job; a message stops the job as
+# pruned (the search's pruner rejected it), None lets it go on.
+Watch = Callable[[dict], str | None]
+
+
+def run_job(
     job: Job,
+    *,
     job_dir: Path,
     claim: store.Claim,
+    base_dir: Path,
     launcher: Launcher,
     options: Options,
     display: Plain,
-    ctrl_c: _CtrlC,
+    ctrl_c: CtrlC,
+    watch: Watch | None = None,
 ) -> str:
+    """Run one claimed job to its end: done, failed, pruned or interrupted (Ctrl-C).
+    `base_dir` resolves a relative data.path (the matrix file's folder)."""
     previous = store.state(job_dir, claimed=True)
     if options.force or previous == "failed":
         store.reset(job_dir, fresh=options.force)
-    store.write_config(job, job_dir, base_dir=plan.path.parent)
+    store.write_config(job, job_dir, base_dir=base_dir)
     env = {**os.environ, **options.env}
     if options.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = options.gpu
@@ -154,10 +186,19 @@ def _run_one(
     handle = launcher.start(job_dir, env=env, lock_fd=claim.fd)
     ctrl_c.handle = handle
     timed_out = False
+    verdicts: list[str] = []  # why the watch stopped the job (pruned)
+
+    def on_event(event: dict) -> None:
+        if watch is not None and not verdicts and (message := watch(event)):
+            verdicts.append(message)
+
     while True:
         code = handle.poll()
-        offset = _follow(progress, offset, job, display)
+        offset = _follow(progress, offset, job, display, on_event)
         if code is not None:
+            break
+        if verdicts:
+            code = handle.stop(grace=options.grace)
             break
         if ctrl_c.count:
             code = handle.stop(grace=options.grace)
@@ -168,13 +209,15 @@ def _run_one(
             break
         time.sleep(0.1)
     ctrl_c.handle = None
-    _follow(progress, offset, job, display)
+    _follow(progress, offset, job, display, on_event)
     seconds = time.monotonic() - started
     result = store.read_status(job_dir)
-    if result is None and ctrl_c.count and not timed_out:
+    if result is None and ctrl_c.count and not timed_out and not verdicts:
         display.job_finished(job, "interrupted", None, seconds)
         return "interrupted"
-    if timed_out and (result is None or result.get("status") != "done"):
+    if verdicts and result is None:  # (it may have ended on its own meanwhile)
+        result = _record_pruned(job_dir, verdicts[0])
+    elif timed_out and (result is None or result.get("status") != "done"):
         result = _record(job_dir, "timeout", f"exceeded the time limit of {options.timeout:g} s")
     elif result is None:
         result = _record(job_dir, "crash", f"the job process exited with code {code} and no result")
@@ -201,8 +244,27 @@ def _record(job_dir: Path, error: str, message: str) -> dict:
     return data
 
 
-def _follow(path: Path, offset: int, job: Job, display: Plain) -> int:
-    """Feed the display every complete new line of progress.jsonl."""
+def _record_pruned(job_dir: Path, message: str) -> dict:
+    """result.json for a job the search's pruner stopped: not failed, not finished."""
+    result = Result(
+        status="pruned",
+        job_id=job_dir.name,
+        error_message=message,  # which epoch, which value
+        epochs_run=len(read_metrics(job_dir)),
+    )
+    data = result.model_dump(mode="json")
+    write_json_atomic(job_dir / "result.json", data)
+    return data
+
+
+def _follow(
+    path: Path,
+    offset: int,
+    job: Job,
+    display: Plain,
+    on_event: Callable[[dict], None] | None = None,
+) -> int:
+    """Feed the display (and `on_event`) every complete new line of progress.jsonl."""
     import json
 
     try:
@@ -214,13 +276,16 @@ def _follow(path: Path, offset: int, job: Job, display: Plain) -> int:
     end = chunk.rfind(b"\n") + 1
     for line in chunk[:end].splitlines():
         try:
-            display.event(job, json.loads(line))
+            event = json.loads(line)
+            display.event(job, event)
         except (ValueError, KeyError, TypeError):
             continue
+        if on_event is not None:
+            on_event(event)
     return offset + end
 
 
-def _wait_for(jobs: list[Job], root: Path, display: Plain, ctrl_c: _CtrlC) -> int:
+def _wait_for(jobs: list[Job], root: Path, display: Plain, ctrl_c: CtrlC) -> int:
     """Wait for jobs another process is running; the number that failed."""
     display.say(f"waiting for {len(jobs)} job(s) running in another process")
     pending = {j.id: j for j in jobs}

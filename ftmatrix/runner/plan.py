@@ -113,6 +113,13 @@ class Job:
         """The same job with another config (and so, another id)."""
         return Job(job_id(config), self._header, self._values, config)
 
+    def with_search(self, config: JobConfig, searched: dict[str, str]) -> Job:
+        """A trial of this grid point: `config`, labelled by the point's settings and
+        then the searched ones (dotted path -> display value)."""
+        keys = (*self._header.keys, *searched)
+        header = _Header(keys, tuple(_short_names(list(keys)).values()))
+        return Job(job_id(config), header, (*self._values, *searched.values()), config)
+
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, label={self.label!r})"
 

@@ -95,25 +95,31 @@ class Dist:
     values: tuple[Any, ...] = ()
 
     def suggest(self, trial: Any) -> Any:
-        """Draw a value with an optuna trial (ask/tell interface)."""
+        """Draw a value with an optuna trial (ask/tell interface). A trial that already
+        holds this parameter (a resumed one) gives it back unchanged."""
         name = self.path
         if self.kind == "choice":
-            if all(v is None or isinstance(v, (bool, int, float, str)) for v in self.values):
-                return trial.suggest_categorical(name, list(self.values))
-            # optuna stores plain values only: choose an index, map it back
-            index = trial.suggest_categorical(name, list(range(len(self.values))))
-            return self.values[index]
+            choices = list(self.values) if self.plain() else list(range(len(self.values)))
+            return self.value(trial.suggest_categorical(name, choices))
         if self.kind == "int":
-            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1))
-        if self.kind == "uniform":
-            return trial.suggest_float(name, self.low, self.high)
-        if self.kind == "loguniform":
-            return trial.suggest_float(name, self.low, self.high, log=True)
-        if self.kind == "quniform":
-            return _quantize(trial.suggest_float(name, self.low, self.high), self)
-        if self.kind == "qloguniform":
-            return _quantize(trial.suggest_float(name, self.low, self.high, log=True), self)
-        raise AssertionError(self.kind)
+            step = int(self.step or 1)
+            return self.value(trial.suggest_int(name, int(self.low), int(self.high), step=step))
+        log = self.kind in ("loguniform", "qloguniform")
+        return self.value(trial.suggest_float(name, self.low, self.high, log=log))
+
+    def value(self, param: Any) -> Any:
+        """The setting for a parameter as optuna stores it: optuna keeps plain values
+        only (a choice of mappings is stored as its index) and the quantized kinds are
+        stored before rounding to their q."""
+        if self.kind == "choice" and not self.plain():
+            return self.values[param]
+        if self.kind in ("quniform", "qloguniform"):
+            return _quantize(param, self)
+        return param
+
+    def plain(self) -> bool:
+        """Whether optuna can store the choices themselves (plain scalars)."""
+        return all(v is None or isinstance(v, (bool, int, float, str)) for v in self.values)
 
     def grid_values(self) -> list[Any]:
         """Every value, for strategy: grid (choices and integer ranges only)."""
@@ -274,6 +280,39 @@ def sampler(spec: SearchSpec, dists: list[Dist]):
     grid = {}
     for d in dists:
         values = d.grid_values()
-        plain = all(v is None or isinstance(v, (bool, int, float, str)) for v in values)
-        grid[d.path] = values if plain else list(range(len(values)))
+        grid[d.path] = values if d.plain() else list(range(len(values)))
     return optuna.samplers.GridSampler(grid, seed=spec.seed)
+
+
+def grid_size(dists: list[Dist]) -> int:
+    """How many settings strategy: grid has (it never draws one twice)."""
+    return math.prod(len(d.grid_values()) for d in dists)
+
+
+def pruner(spec: SearchSpec):
+    """The optuna pruner for `prune` (imports optuna). median: a trial stops when its
+    validation metric at an epoch is worse than the median of earlier trials at that
+    epoch, once min(5, trials // 4) trials (at least 1) have finished; asha: asynchronous
+    successive halving (optuna's defaults: rungs from the first finished trial, a
+    quarter of the trials go on at each rung)."""
+    import optuna
+
+    if spec.prune == "median":
+        startup = max(1, min(5, spec.trials // 4))
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=0)
+    if spec.prune == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def epoch_metric(metric: str) -> str:
+    """The per-epoch validation metric that stands for `metric` while a trial trains
+    (what pruning reads): val_loss for losses, val_f1 for F1 and the other macro
+    scores, val_accuracy otherwise."""
+    if metric.startswith("val_"):
+        return metric
+    if metric == "test.loss":
+        return "val_loss"
+    if metric == "test.accuracy":
+        return "val_accuracy"
+    return "val_f1"

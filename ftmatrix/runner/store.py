@@ -14,10 +14,12 @@ finishes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +48,13 @@ def root_of(plan: Plan, runs_dir: Path | None = None) -> Path:
 
 
 def prepare(plan: Plan, root: Path) -> None:
-    """Create the run folder and snapshot the matrix file and the plan."""
+    """Create the run folder and snapshot the matrix file and the plan (a searched
+    plan's plan.json lists its trials, so `tune` writes it as they are drawn)."""
     root.mkdir(parents=True, exist_ok=True)
     if plan.path.is_file():
         write_atomic(root / MATRIX_SNAPSHOT, plan.path.read_text(encoding="utf-8"))
-    write_json_atomic(root / PLAN, plan.to_planfile().model_dump(mode="json"))
+    if not plan.search:
+        write_json_atomic(root / PLAN, plan.to_planfile().model_dump(mode="json"))
 
 
 def write_config(job: Job, job_dir: Path, *, base_dir: Path) -> None:
@@ -86,6 +90,18 @@ def claim(job_dir: Path) -> Claim | None:
         os.close(fd)
         return None
     return Claim(fd)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive kernel lock on the file `path`, waiting for it: a short
+    critical section that several runners share (drawing a search's next trial)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def is_locked(job_dir: Path) -> bool:
