@@ -272,9 +272,11 @@ def status(
     runs_dir: RunsDir = None,
     max_rows: Annotated[int, typer.Option(help="Show at most this many jobs.")] = 200,
 ) -> None:
-    """Counts per state and a table of jobs: state, test accuracy, F1, time. Reads files only."""
+    """Counts per state and a table of jobs: state, test accuracy, F1, time; for a search,
+    the trials so far and the best one. Reads files only."""
     from rich.table import Table
 
+    from ftmatrix.runner import studies
     from ftmatrix.runner.status import collect
 
     root = _run_folder(target, runs_dir)
@@ -288,6 +290,9 @@ def status(
     console.print(
         f"{plan.get('name', root.name)}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
     )
+    searched = studies.read(root)
+    for line in studies.best_lines(searched) if searched else []:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     table = Table(show_lines=False)
     for column in ("id", "label", "state", "test acc", "F1", "time"):
         table.add_column(column)

@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from ftmatrix.reports import tables
+from ftmatrix.reports import search, tables
 from ftmatrix.reports.collect import Study, flatten, load, metric_name
 from ftmatrix.result import write_atomic
 
@@ -25,6 +25,7 @@ def write(
     """Write the report of one run folder; the path of the main file."""
     metric = metric_name(metric)
     study = load(root, curves=False)  # plots read the curves they draw
+    searched = search.load(root)
     out = out or root / ("report.tex" if fmt == "latex" else "report.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out.parent / "results.csv", results_csv(study))
@@ -34,6 +35,7 @@ def write(
         write_atomic(out, latex(study, metric=metric, rows=rows, cols=cols))
         return out
     images: list[Path] = []
+    search_images: list[Path] = []
     if plots:
         from ftmatrix.reports import plots as plotting
 
@@ -41,6 +43,12 @@ def write(
         folder.mkdir(exist_ok=True)
         images = plotting.curves(study, folder, metric=metric)
         images += plotting.metric_vs_axes(study, metric, folder)
+        if searched:
+            search_images = search.plot(searched, folder)
+    sections = []
+    if searched:
+        relative = [p.relative_to(out.parent) for p in search_images]
+        sections = search.section(root, searched, relative)
     text = markdown(
         study,
         metric=metric,
@@ -48,6 +56,8 @@ def write(
         cols=cols,
         per_class=per_class,
         images=[p.relative_to(out.parent) for p in images],
+        search=sections,
+        drawn=search.continuous(searched) if searched else set(),
     )
     write_atomic(out, text)
     return out
@@ -80,11 +90,24 @@ def _header(study: Study) -> list[str]:
     return [*lines, ""]
 
 
-def markdown(study: Study, *, metric: str, rows, cols, per_class: bool, images) -> str:
+def markdown(
+    study: Study,
+    *,
+    metric: str,
+    rows,
+    cols,
+    per_class: bool,
+    images,
+    search: list[str] = (),
+    drawn: set[str] = frozenset(),
+) -> str:
+    """The report; `search`: the search section's lines (after the comparison),
+    `drawn`: searched settings drawn from ranges, which get no effect table."""
     parts = _header(study)
     parts += [f"## Comparison (sorted by {metric}, {tables.STAR} best)", ""]
     parts.append(tables.markdown(tables.comparison(study, metric)))
-    axes = [a for a in study.axes if a != tables.SEED]
+    parts += search
+    axes = [a for a in study.axes if a != tables.SEED and a not in drawn]
     if axes:
         parts += [f"## Effect of each setting on {metric}", ""]
         for axis in axes:

@@ -29,6 +29,9 @@ def _summary(job: Job, state: str, result: dict | None, seconds: float) -> str:
         error = (result or {}).get("error_class", "crash")
         message = (result or {}).get("error_message") or ""
         return f"{name}: FAILED ({error}) {message[:120]} ({seconds:.1f} s)"
+    if state == "pruned":
+        message = (result or {}).get("error_message") or ""
+        return f"{name}: pruned — {message} ({seconds:.1f} s)"
     return f"{name}: {state} ({seconds:.1f} s)"
 
 

@@ -201,10 +201,6 @@ def best_lines(summary: dict) -> list[str]:
         if best is not None:
             lines.append(
                 f"  best so far: trial {best['number']} {summary['metric']} "
-                f"{best['value']:.4f} — {_settings(best)} ({best['job']})"
+                f"{best['value']:.4f} — {best['label']} ({best['job']})"
             )
     return lines
-
-
-def _settings(trial: dict) -> str:
-    return " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in trial["settings"].items())
