@@ -32,6 +32,7 @@ from ftmatrix.runner.plan import Job, Plan
 from ftmatrix.runner.progress import Plain
 
 RECORD = "slurm.json"
+UNKNOWN_GRACE = 120.0  # seconds a job may be in neither squeue nor sacct (accounting lag)
 SUBMITIT = ".slurm"
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "COMPLETING", "CONFIGURING", "RESIZING", "SUSPENDED")
 # Slurm's end states with no result.json -> our error class
@@ -70,16 +71,37 @@ def read_record(job_dir: Path) -> dict | None:
 
 
 def queue_states(job_ids: list[str]) -> dict[str, str]:
-    """Slurm job id -> its state (sacct's first word: PENDING, RUNNING, TIMEOUT, ...)."""
+    """Slurm job id -> its state: PENDING, RUNNING, ... while squeue shows it (straight
+    from slurmctld, so a job submitted a moment ago is there), else how it ended as
+    sacct reports it (TIMEOUT, CANCELLED, ...; submitit's watcher), else UNKNOWN."""
+    import subprocess
+
     import submitit
 
     if not job_ids:
         return {}
-    watcher = submitit.SlurmJob.watcher
-    for job_id in job_ids:
-        watcher.register_job(job_id)
-    watcher.update()
-    return {j: watcher.get_state(j, mode="cache").split(" ")[0].upper() for j in job_ids}
+    states: dict[str, str] = {}
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(job_ids)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    for line in out.splitlines():
+        job_id, _, state = line.partition("|")
+        states[job_id.strip()] = state.strip().upper()
+    rest = [j for j in job_ids if j not in states]
+    if rest:
+        watcher = submitit.SlurmJob.watcher
+        for job_id in rest:
+            watcher.register_job(job_id)
+        watcher.update()
+        for job_id in rest:
+            states[job_id] = watcher.get_state(job_id, mode="cache").split(" ")[0].upper()
+    return states
 
 
 def _executor(root: Path, plan: Plan, spec: SlurmSpec):
@@ -221,12 +243,18 @@ def _follow(attached: dict[str, str], jobs: dict[str, Job], *, root, spec, displ
     """Wait for every attached job to leave the queue; record those without a result."""
     offsets: dict[str, int] = {}
     started: dict[str, float] = {}
+    unknown: dict[str, float] = {}  # left the queue, not yet in the accounting
     while attached:
         states = queue_states(list(attached.values()))
         for our_id, slurm_id in list(attached.items()):
             job, job_dir = jobs[our_id], root / our_id
             state = states.get(slurm_id, "UNKNOWN")
-            if state in ("PENDING", "REQUEUED", "UNKNOWN"):
+            if state == "UNKNOWN":
+                since = unknown.setdefault(our_id, time.monotonic())
+                if time.monotonic() - since < UNKNOWN_GRACE:
+                    continue
+                state = "LOST"  # neither squeue nor sacct knows it: it is gone
+            if state in ("PENDING", "REQUEUED"):
                 continue
             if our_id not in started:  # running, or already over between two polls
                 started[our_id] = time.monotonic()
