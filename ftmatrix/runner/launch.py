@@ -176,7 +176,23 @@ class ForkServerLauncher:
 
 
 def choose(name: str = "auto") -> SpawnLauncher | ForkServerLauncher:
-    """forkserver where fork is safe (Linux), spawn elsewhere or when asked."""
-    if name == "spawn" or (name == "auto" and not sys.platform.startswith("linux")):
+    """forkserver where fork is safe, spawn elsewhere or when asked.
+
+    auto takes spawn off Linux (fork without exec is unsafe or unsupported on macOS and
+    Windows) and in a parent that has already initialised CUDA (a notebook or script
+    calling the runner after touching the GPU): a CUDA context cannot cross a fork, and
+    a fresh interpreter per job is the one launcher that never depends on what the
+    parent holds. An explicit `forkserver` is honoured as asked."""
+    if name == "spawn":
+        return SpawnLauncher()
+    if name == "auto" and (not sys.platform.startswith("linux") or cuda_initialised()):
         return SpawnLauncher()
     return ForkServerLauncher()
+
+
+def cuda_initialised() -> bool:
+    """Whether this process has initialised CUDA; never imports torch to find out (a
+    parent that has not imported it cannot have initialised CUDA)."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    return bool(cuda is not None and cuda.is_initialized())
