@@ -38,6 +38,7 @@ def storage(root: Path):
     """The run folder's optuna storage (imports optuna; creates search.db)."""
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the runner says what happens
     root.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{(root / DB).resolve()}"
     with store.locked(root / LOCK):  # two runners creating the tables at once collide

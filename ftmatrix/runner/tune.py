@@ -252,9 +252,6 @@ def run(
 ) -> int:
     """Run the search of every selected grid point to its budget; the exit code
     (0 done, 1 some trial failed, 2 bad input, 130 interrupted)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     points = select(plan.jobs, options.only)
     if not execute.checked(points, plan=plan, root=root, display=display):
         return 2
