@@ -184,6 +184,9 @@ def run(
     if where not in ("local", "slurm"):
         err_console.print(f"--executor must be local or slurm, not {where!r}")
         raise typer.Exit(2)
+    if where == "slurm" and p.search:
+        err_console.print("a search: block runs with the local executor only (for now)")
+        raise typer.Exit(2)
     try:
         if where == "slurm":
             from ftmatrix.runner import slurm

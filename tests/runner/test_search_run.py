@@ -326,3 +326,21 @@ def test_report_and_status_of_a_search(tmp_path, forkserver):
     assert "### train.lr" not in text  # no effect table for a setting drawn from a range
     again = cli.invoke(app, ["report", "tiny", "--runs-dir", str(tmp_path / "runs")])
     assert again.exit_code == 0 and (root / "report.md").read_text() == text
+
+
+def test_two_runners_never_take_the_same_trial_and_a_live_one_is_not_stale(tmp_path):
+    """Two runners on one study (two PointSearch objects, as two processes would hold):
+    a trial whose job is claimed is left alone; at the budget the other one waits."""
+    path = write(tmp_path, trials=2)
+    p = plan.load_plan(path)
+    root = tmp_path / "runs" / "tiny"
+    a, b = (tune.PointSearch(p, p.jobs[0], root=root, storage=studies.storage(root)) for _ in "ab")
+    first = a.next(execute.Options())
+    second = b.next(execute.Options())
+    assert (first.trial.number, second.trial.number) == (0, 1)
+    assert first.job.id != second.job.id and second.claim is not None
+    assert a.next(execute.Options()) == tune.WAIT  # both drawn, both still running
+    first.claim.release()  # runner a dies: its trial is stale, b takes it over
+    taken = b.next(execute.Options())
+    assert taken.trial.number == 0 and taken.job.id == first.job.id
+    assert {t.number for t in b.study.trials} == {0, 1}  # nothing new was drawn
