@@ -216,7 +216,7 @@ def run_job(
         display.job_finished(job, "interrupted", None, seconds)
         return "interrupted"
     if verdicts and result is None:  # (it may have ended on its own meanwhile)
-        result = _record_pruned(job_dir, verdicts[0])
+        result = record_pruned(job_dir, verdicts[0])
     elif timed_out and (result is None or result.get("status") != "done"):
         result = _record(job_dir, "timeout", f"exceeded the time limit of {options.timeout:g} s")
     elif result is None:
@@ -244,7 +244,7 @@ def _record(job_dir: Path, error: str, message: str) -> dict:
     return data
 
 
-def _record_pruned(job_dir: Path, message: str) -> dict:
+def record_pruned(job_dir: Path, message: str) -> dict:
     """result.json for a job the search's pruner stopped: not failed, not finished."""
     result = Result(
         status="pruned",

@@ -281,7 +281,16 @@ def sampler(spec: SearchSpec, dists: list[Dist]):
     for d in dists:
         values = d.grid_values()
         grid[d.path] = values if d.plain() else list(range(len(values)))
-    return optuna.samplers.GridSampler(grid, seed=spec.seed)
+
+    class AskTellGrid(optuna.samplers.GridSampler):
+        """optuna's GridSampler calls study.stop() once the grid is used up, which only
+        works inside study.optimize (with ask/tell it raises); the runner's budget, the
+        grid's size, ends a grid search instead."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return AskTellGrid(grid, seed=spec.seed)
 
 
 def grid_size(dists: list[Dist]) -> int:

@@ -64,6 +64,10 @@ def seed_of(seed: int, number: int) -> int:
 
 
 def sampler_for(spec: search.SearchSpec, dists: list[search.Dist], number: int):
+    """The sampler that draws trial `number`. Strategy grid keeps `seed` itself: its
+    order is one shuffle of the grid by that seed, and trial k takes the k-th setting."""
+    if spec.strategy == "grid":
+        return search.sampler(spec, dists)
     return search.sampler(spec.model_copy(update={"seed": seed_of(spec.seed, number)}), dists)
 
 
@@ -200,9 +204,13 @@ class PointSearch:
             state = store.state(job_dir, claimed=True)
             key = search.epoch_metric(self.spec.metric)
             watch = _Pruning(task, key, job.config.train.epochs)
+            verdict = None
             for line in read_metrics(job_dir):  # epochs trained before (resumed, finished)
-                watch({"event": "epoch", **line.model_dump()})
-            if execute.todo(job, state, options):
+                verdict = watch({"event": "epoch", **line.model_dump()})
+            if execute.todo(job, state, options) and verdict and not options.force:
+                execute.record_pruned(job_dir, verdict)  # pruned where it was cut off
+                display.job_finished(job, "pruned", store.read_status(job_dir), 0.0)
+            elif execute.todo(job, state, options):
                 state = execute.run_job(
                     job,
                     job_dir=job_dir,

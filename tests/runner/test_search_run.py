@@ -344,3 +344,20 @@ def test_two_runners_never_take_the_same_trial_and_a_live_one_is_not_stale(tmp_p
     taken = b.next(execute.Options())
     assert taken.trial.number == 0 and taken.job.id == first.job.id
     assert {t.number for t in b.study.trials} == {0, 1}  # nothing new was drawn
+
+
+def test_strategy_grid_tries_every_setting_once_and_stops_there(tmp_path):
+    path = write(tmp_path, trials=10)
+    text = path.read_text().replace("strategy: random", "strategy: grid")
+    path.write_text(text.replace("{loguniform: [0.0005, 0.01]}", "{choice: [0.001, 0.003]}"))
+    p = plan.load_plan(path)
+    root = tmp_path / "runs" / "tiny"
+    search = tune.PointSearch(p, p.jobs[0], root=root, storage=studies.storage(root))
+    assert search.budget == 4  # 2 x 2 settings, fewer than the 10 trials asked for
+    seen = set()
+    while (task := search.next(execute.Options())) is not None:
+        seen.add((task.job.config.train.lr, task.job.config.train.batch_size))
+        task.claim.release()
+        search.study.tell(task.trial, 0.5)
+    assert seen == {(lr, b) for lr in (0.001, 0.003) for b in (32, 64)}
+    assert len(search.study.trials) == 4
