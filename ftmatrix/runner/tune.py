@@ -128,21 +128,27 @@ class PointSearch:
         from optuna.trial import TrialState
 
         with store.locked(self.lock):
-            while True:
+            while True:  # until a trial makes a valid job
                 trials = self.study.get_trials(deepcopy=False)
                 running = [t for t in trials if t.state == TrialState.RUNNING]
-                for t in running:
-                    job, _ = studies.trial_job(self.point, self.dists, t.params)
-                    if job is None or not store.is_locked(self.root / job.id):
-                        return self._take(t, options)  # its runner died: take it over
-                if options.retry_failed and self._enqueue_failed(trials):
-                    trials = self.study.get_trials(deepcopy=False)  # one failed less
-                if self.finished(trials) + len(running) >= self.budget:
-                    return WAIT if running else None
-                self.study.sampler = sampler_for(self.spec, self.dists, len(trials))
-                task = self._take(self.study.ask(), options)
+                stale = next((t for t in running if self._stale(t)), None)
+                if stale is not None:
+                    task = self._take(stale, options)  # its runner died: take it over
+                else:
+                    if options.retry_failed and self._enqueue_failed(trials):
+                        trials = self.study.get_trials(deepcopy=False)  # one failed less
+                    if self.finished(trials) + len(running) >= self.budget:
+                        return WAIT if running else None
+                    self.study.sampler = sampler_for(self.spec, self.dists, len(trials))
+                    task = self._take(self.study.ask(), options)
                 if task is not None:
                     return task
+
+    def _stale(self, trial) -> bool:
+        """A RUNNING trial that nobody runs: its job's lock is free (or, cut off while
+        its settings were drawn, it has no job yet; drawing happens under our lock)."""
+        job, _ = studies.trial_job(self.point, self.dists, trial.params)
+        return job is None or not store.is_locked(self.root / job.id)
 
     def _take(self, trial, options: execute.Options) -> _Task | None:
         """Draw (or read back) a trial's settings and claim its job; None when the
