@@ -23,7 +23,13 @@ whose job is still running elsewhere is waited for.
 Reproducible: the sampler that draws trial k is seeded from (seed, k). Given the same
 results of earlier trials, a study that was killed and resumed draws what one run
 straight through draws (a sampler seeded once per process would restart its random
-stream after a resume and draw its first settings again).
+stream after a resume and draw its first settings again). Strategy grid keeps one
+shuffle of the grid by `seed`; trial k takes its k-th setting.
+
+Pruning: the runner reads each new epoch of a trial's job, reports the validation
+metric that stands for `metric` to the study and asks the pruner; a rejected job is
+stopped like at Ctrl-C (its checkpoint stays) and recorded with status "pruned", which
+is not a failure; its trial is told PRUNED.
 
 Several runners may share a study: drawing a trial and claiming its job happen under
 one lock file per study, so no two runners take the same trial.
