@@ -207,7 +207,7 @@ def run_job(
             code = handle.stop(grace=options.grace)
             timed_out = True
             break
-        time.sleep(0.1)
+        handle.wait(0.1)  # a pause that ends when the job does: the next job starts at once
     ctrl_c.handle = None
     _follow(progress, offset, job, display, on_event)
     seconds = time.monotonic() - started

@@ -25,6 +25,8 @@ class Handle(Protocol):
 
     def poll(self) -> int | None: ...
 
+    def wait(self, timeout: float) -> int | None: ...
+
     def stop(self, *, grace: float) -> int: ...
 
 
@@ -41,6 +43,14 @@ class Process:
 
     def poll(self) -> int | None:
         return self.popen.poll()
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code, or None after `timeout` seconds: the runner's pause between
+        looks at progress.jsonl, which ends as soon as the job does."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -131,6 +141,10 @@ class ForkedProcess(Process):
     def returncode(self) -> int | None:
         return self.poll()
 
+    def wait(self, timeout: float) -> int | None:
+        self.process.join(timeout)  # wakes on the job's exit, not at the next tick
+        return self.poll()
+
     def stop(self, *, grace: float) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.signal(sig)
@@ -150,10 +164,13 @@ class ForkServerLauncher:
     with `warm()` so the imports overlap with validation and planning."""
 
     def __init__(self):
+        import atexit
         import multiprocessing
 
         self.ctx = multiprocessing.get_context("forkserver")
         self.ctx.set_forkserver_preload(PRELOAD)
+        atexit.unregister(_stop_server)  # once, however many launchers
+        atexit.register(_stop_server)
 
     def warm(self) -> None:
         import threading
@@ -173,6 +190,22 @@ class ForkServerLauncher:
         )
         process.start()
         return ForkedProcess(process)
+
+
+def _stop_server() -> None:
+    """At the runner's exit, end the fork server at once (SIGTERM, which it does not
+    handle). Left alone it notices the runner is gone and exits like any interpreter
+    that imported torch, transformers and peft: about 2 s of tearing down modules on a
+    core, holding the runner's stdout open all the while (`ftmatrix run | tee log` waits
+    for it). It has nothing to save, and its jobs have ended by now (a job that has
+    not is in its own session, which this does not touch). The server is this
+    process's child and is never reaped here, so its pid cannot have been reused."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)  # None: never started
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def choose(name: str = "auto") -> SpawnLauncher | ForkServerLauncher:

@@ -5,7 +5,9 @@ A fake `torch` module stands in for the real one, so these tests never initialis
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -60,3 +62,19 @@ def test_a_half_imported_torch_counts_as_not_initialised(linux, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
     assert not launch.cuda_initialised()
     assert isinstance(launch.choose("auto"), launch.ForkServerLauncher)
+
+
+def test_a_handle_waits_until_its_process_ends_and_no_longer():
+    """The runner's pause between looks at a job: over when the job ends."""
+    slow = launch.Process(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]))
+    try:
+        began = time.monotonic()
+        assert slow.wait(0.2) is None
+        assert time.monotonic() - began >= 0.2
+    finally:
+        slow.popen.kill()
+        slow.popen.wait()
+    quick = launch.Process(subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+    began = time.monotonic()
+    assert quick.wait(30) == 3
+    assert time.monotonic() - began < 10

@@ -1,0 +1,186 @@
+"""Training-step throughput on a GPU: ftmatrix's settings vs a plain fp32 loop, on
+ViT-Base/16 and ResNet-50 at 224 px, the same batch, measured in one run.
+
+ftmatrix's side is the trainer's own code: `job._autocast("auto")` (bf16 where the GPU
+has it natively), channels_last for the torchvision (convolutional) model as
+`job.train` sets it on CUDA, `optim.build_optimizer` (fused AdamW on CUDA), and
+`loop.train_epoch` itself (batches copied from pinned memory with non_blocking,
+losses kept on the device and read every `log_every` = 10 steps). The plain loop is
+the one most scripts write: fp32, contiguous memory, torch's default AdamW, a blocking
+copy of each batch, `loss.item()` every step.
+
+Both train on one fixed random batch (ImageNet-normalised noise, random labels), copied
+from the host each step, so the data pipeline is not part of it. Models are built
+from their configs (transformers `ViTConfig()` defaults, torchvision `resnet50`), with
+the same initial weights on both sides, no download. Samples/s counts STEPS steps after
+WARMUP steps (allocation, cuDNN algorithm choice, compilation); the best of ROUNDS
+interleaved rounds counts.
+
+Where no CUDA device is present the script says so and exits 0.
+
+    .venv/bin/python benchmarks/gpu_speed.py [--batch 64] [--steps 30] [--compile]
+    .venv/bin/python benchmarks/gpu_speed.py --cpu-check    (the code path, 2 tiny steps)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+BATCH, STEPS, WARMUP, ROUNDS, NUM_CLASSES, LR = 64, 30, 5, 3, 10, 1e-4
+
+
+def vit_base():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from ftmatrix.trainers.models import Built
+
+    model = ViTForImageClassification(ViTConfig(num_labels=NUM_CLASSES))  # ViT-B/16, 224 px
+    return Built(model, "hf", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), head="classifier")
+
+
+def resnet50():
+    import torchvision
+
+    from ftmatrix.trainers.models import IMAGENET_MEAN, IMAGENET_STD, Built
+
+    model = torchvision.models.resnet50(weights=None, num_classes=NUM_CLASSES)
+    return Built(model, "torchvision", IMAGENET_MEAN, IMAGENET_STD, head="fc")
+
+
+class NoSchedule:
+    def after_step(self) -> None:
+        pass
+
+
+def ftmatrix_rate(built, x, y, *, device, steps: int, warmup: int, compile_: bool) -> float:
+    """Samples/s of `loop.train_epoch` with the settings `job.train` picks on `device`."""
+    import torch
+
+    from ftmatrix.config import TrainConfig
+    from ftmatrix.trainers import job, loop, optim
+
+    spec = TrainConfig.model_validate({"lr": LR, "optimizer": "adamw"})
+    autocast = job._autocast(spec.precision, device)
+    model = built.model.to(device)
+    if device.type == "cuda" and built.source == "torchvision":
+        model = model.to(memory_format=torch.channels_last)  # as job.train does
+    forward = torch.compile(model) if compile_ else model
+    optimizer = optim.build_optimizer(spec, model, device=device.type)
+    pinned = (x.pin_memory(), y.pin_memory()) if device.type == "cuda" else (x, y)
+
+    def epoch(n: int) -> float:
+        stats = loop.train_epoch(
+            model=forward,
+            built=built,
+            data=[pinned] * n,
+            inputs=loop.Inputs(built, device, "image"),
+            loss_fn=lambda out, y, x: torch.nn.functional.cross_entropy(out, y),
+            optimizer=optimizer,
+            schedule=NoSchedule(),
+            accumulation=1,
+            grad_clip=None,
+            autocast=autocast,
+            log_every=spec.log_every,
+            on_log=lambda *_: None,
+            check_stop=lambda: None,
+        )
+        return stats.samples / stats.seconds  # its clock stops after the last read-back
+
+    epoch(warmup)
+    return epoch(steps)
+
+
+def plain_rate(built, x, y, *, device, steps: int, warmup: int) -> float:
+    """Samples/s of a plain fp32 loop: what a script without these settings does."""
+    import torch
+
+    from ftmatrix.trainers.models import logits
+
+    model = built.model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+    model.train()
+
+    def run(n: int) -> float:
+        seen, running = 0, 0.0
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(n):
+            xb, yb = x.to(device), y.to(device)
+            loss = torch.nn.functional.cross_entropy(logits(built, model, xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.item()  # the usual running loss: a host sync every step
+            seen += len(yb)
+        return seen / (time.perf_counter() - start)
+
+    run(warmup)
+    return run(steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--compile", action="store_true", help="also time train.compile: true")
+    parser.add_argument(
+        "--cpu-check", action="store_true", help="run the code path on the CPU, 2 tiny steps"
+    )
+    args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available() and not args.cpu_check:
+        print(
+            f"gpu_speed: skipped: no CUDA device on this machine (torch {torch.__version__}); "
+            "its ratios need a GPU"
+        )
+        return
+    device = torch.device("cuda" if not args.cpu_check else "cpu")
+    batch, steps, rounds = (2, 2, 1) if args.cpu_check else (args.batch, args.steps, ROUNDS)
+    warmup = 1 if args.cpu_check else WARMUP
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (check only)"
+    print(f"{name}, torch {torch.__version__}, batch {batch}, {steps} steps, best of {rounds}")
+    for label, make in (("ViT-Base/16", vit_base), ("ResNet-50", resnet50)):
+        torch.manual_seed(0)
+        built = make()
+        start = copy.deepcopy(built.model.state_dict())
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, 3, 224, 224, generator=generator)
+        y = torch.randint(0, NUM_CLASSES, (batch,), generator=generator)
+        sides = {"plain fp32 loop": [], "ftmatrix": []}
+        if args.compile:
+            sides["ftmatrix + compile"] = []
+        for _ in range(rounds):
+            for side, rates in sides.items():
+                built.model.load_state_dict(start)  # the same weights for every side
+                built.model.to(memory_format=torch.contiguous_format)
+                if side == "plain fp32 loop":
+                    rates.append(plain_rate(built, x, y, device=device, steps=steps, warmup=warmup))
+                else:
+                    rate = ftmatrix_rate(
+                        built,
+                        x,
+                        y,
+                        device=device,
+                        steps=steps,
+                        warmup=warmup,
+                        compile_=side.endswith("compile"),
+                    )
+                    rates.append(rate)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+        plain = max(sides["plain fp32 loop"])
+        print(f"{label}:")
+        for side, rates in sides.items():
+            best = max(rates)
+            print(f"  {side:20s} {best:9.1f} samples/s   {best / plain:5.2f}x the plain loop")
+        del built
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
