@@ -153,6 +153,9 @@ def main() -> None:
     print(f"fork server - floor   = {fork - floor:+.2f} s   (target < 0.5 s)")
     print(f"spawn / fork server   = {spawn / fork:.1f}x   (target > 10x)")
     print(f"spawn - floor         = {spawn - floor:+.2f} s")
+    print(
+        f"overheads over the floor, spawn / fork server = {(spawn - floor) / (fork - floor):.0f}x"
+    )
 
 
 if __name__ == "__main__":
