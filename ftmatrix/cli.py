@@ -112,6 +112,19 @@ def run(
     timeout: Annotated[
         float | None, typer.Option(help="Stop a job after this many seconds (failed: timeout).")
     ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            help="Run one job per GPU at a time: GPU indices (0,1,2,3) or 'all'; each job "
+            "sees only its GPU (CUDA_VISIBLE_DEVICES)."
+        ),
+    ] = None,
+    jobs_per_gpu: Annotated[
+        int, typer.Option(min=1, help="With --gpus: jobs sharing each GPU at a time.")
+    ] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Jobs at a time without GPUs (CPU jobs).")
+    ] = 1,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed job.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Show the plan and run nothing.")] = False,
     quiet: Annotated[bool, typer.Option(help="Print only problems and the summary.")] = False,
@@ -177,6 +190,7 @@ def run(
         gpu=gpu,
         timeout=timeout,
         fail_fast=fail_fast,
+        slots=_slots(gpu=gpu, gpus=gpus, jobs_per_gpu=jobs_per_gpu, workers=workers),
     )
     root = store.root_of(p, runs_dir)
     settings = p.spec.executor if p.spec is not None else None
@@ -224,6 +238,36 @@ def run(
     if code == 0 and not quiet and not detach:
         console.print(f"results in {root}; tables: ftmatrix report {p.name}")
     raise typer.Exit(code)
+
+
+def _slots(*, gpu: str | None, gpus: str | None, jobs_per_gpu: int, workers: int) -> list:
+    """What runs at once: one entry per concurrent job, each the CUDA_VISIBLE_DEVICES
+    its job gets (None: --gpu, or nothing)."""
+    if gpus is None:
+        if jobs_per_gpu != 1:
+            err_console.print("--jobs-per-gpu needs --gpus")
+            raise typer.Exit(2)
+        return [None] * workers
+    if gpu is not None or workers != 1:
+        err_console.print(
+            "--gpus runs one job per GPU; it does not combine with --gpu or --workers"
+        )
+        raise typer.Exit(2)
+    if gpus == "all":
+        from ftmatrix.runner import launch
+
+        found = launch.gpu_indices()
+        if not found:
+            err_console.print("--gpus all: no GPU found (nvidia-smi lists none)")
+            raise typer.Exit(2)
+    else:
+        found = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not found or not all(g.isdigit() for g in found) or len(set(found)) != len(found):
+            err_console.print(
+                f"--gpus must be distinct GPU indices like 0,1,2 or 'all', not {gpus!r}"
+            )
+            raise typer.Exit(2)
+    return [g for g in found for _ in range(jobs_per_gpu)]
 
 
 def _slurm_spec(settings, flags: dict, sbatch_args: list[str]):

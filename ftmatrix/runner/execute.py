@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ftmatrix.result import LOG, PROGRESS, Result, read_metrics, write_json_atomic
@@ -38,22 +40,24 @@ class Options:
     fail_fast: bool = False
     grace: float = 10.0  # seconds between SIGINT, SIGTERM and SIGKILL when stopping a job
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the jobs
+    # jobs at once, one per slot: each slot's CUDA_VISIBLE_DEVICES (None: `gpu`, or no GPU)
+    slots: list[str | None] = field(default_factory=lambda: [None])
 
 
 class CtrlC:
-    """First Ctrl-C: stop the running job gracefully and leave. Second: stop at once."""
+    """First Ctrl-C: stop the running jobs gracefully and leave. Second: stop at once."""
 
     def __init__(self):
         self.count = 0
-        self.handle: Handle | None = None
+        self.handles: set[Handle] = set()  # the running jobs (several with a pool)
         self.previous = signal.signal(signal.SIGINT, self._on)
         self.previous_term = signal.signal(signal.SIGTERM, self._on)
 
     def _on(self, signum, _frame) -> None:
         self.count += 1
         if self.count >= 2:
-            if self.handle is not None:
-                self.handle.stop(grace=0)
+            for handle in list(self.handles):
+                handle.stop(grace=0)
             os._exit(INTERRUPTED)
 
     def restore(self) -> None:
@@ -101,17 +105,75 @@ def run(
     store.prepare(plan, root)
     display.start(len(jobs), len(queue))
     ctrl_c = CtrlC()
+    try:
+        failed, elsewhere = _run_queue(
+            queue,
+            plan=plan,
+            root=root,
+            options=options,
+            display=display,
+            launcher=launcher,
+            ctrl_c=ctrl_c,
+        )
+        if not ctrl_c.count and elsewhere:
+            failed += _wait_for(elsewhere, root, display, ctrl_c)
+    finally:
+        ctrl_c.restore()
+        display.close()
+    if ctrl_c.count:
+        display.console.print(
+            "interrupted: finished results are kept; run the same command again to resume."
+        )
+        return INTERRUPTED
+    return summary(jobs, root=root, display=display)
+
+
+def summary(jobs: list[Job], *, root: Path, display: Plain) -> int:
+    """Print the count of jobs per state; the exit code: 0 when all are done (or
+    pruned), 1 otherwise."""
+    final = [store.state(root / j.id) for j in jobs]
+    counts = {s: final.count(s) for s in store.STATES if s in final}
+    display.console.print(
+        "summary: " + ", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False
+    )
+    if "failed" in final:
+        display.console.print("re-run failed jobs with --retry-failed", highlight=False)
+        return 1
+    return 0 if all(s in ("done", "pruned") for s in final) else 1
+
+
+def _run_queue(
+    queue: list[Job],
+    *,
+    plan: Plan,
+    root: Path,
+    options: Options,
+    display: Plain,
+    launcher: Launcher,
+    ctrl_c: CtrlC,
+) -> tuple[int, list[Job]]:
+    """Run the queue, one job per slot at a time; (jobs failed, jobs another process
+    had claimed). One slot runs in this thread; several run in one thread each, which
+    only start and watch their job processes (the work is in those processes)."""
+    pending = deque(queue)
+    lock = threading.Lock()
     failed = 0
     elsewhere: list[Job] = []
-    done_here: set[str] = set()
-    try:
-        for job in queue:
-            if ctrl_c.count or (options.fail_fast and failed):
-                break
+    errors: list[BaseException] = []
+
+    def worker(slot: str | None) -> None:
+        nonlocal failed
+        mine = options if slot is None else replace(options, gpu=slot)
+        while True:
+            with lock:
+                if ctrl_c.count or (options.fail_fast and failed) or not pending:
+                    return
+                job = pending.popleft()
             job_dir = root / job.id
             claim = store.claim(job_dir)
             if claim is None:
-                elsewhere.append(job)  # another runner has it
+                with lock:
+                    elsewhere.append(job)  # another runner has it
                 continue
             try:
                 # it may have finished while we looked away
@@ -124,33 +186,36 @@ def run(
                     claim=claim,
                     base_dir=plan.path.parent,
                     launcher=launcher,
-                    options=options,
+                    options=mine,
                     display=display,
                     ctrl_c=ctrl_c,
                 )
             finally:
                 claim.release()
-            done_here.add(job.id)
-            failed += outcome == "failed"
-        if not ctrl_c.count and elsewhere:
-            failed += _wait_for(elsewhere, root, display, ctrl_c)
-    finally:
-        ctrl_c.restore()
-        display.close()
-    if ctrl_c.count:
-        display.console.print(
-            "interrupted: finished results are kept; run the same command again to resume."
-        )
-        return INTERRUPTED
-    final = {j.id: store.state(root / j.id) for j in jobs}
-    counts = {s: list(final.values()).count(s) for s in store.STATES if s in final.values()}
-    display.console.print(
-        "summary: " + ", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False
-    )
-    if any(s == "failed" for s in final.values()):
-        display.console.print("re-run failed jobs with --retry-failed", highlight=False)
-        return 1
-    return 0 if all(s in ("done", "pruned") for s in final.values()) else 1
+            with lock:
+                failed += outcome == "failed"
+
+    def guarded(slot: str | None) -> None:
+        try:
+            worker(slot)
+        except BaseException as err:  # re-raised in the main thread
+            errors.append(err)
+            ctrl_c.count += 1  # the other slots stop too
+
+    slots = options.slots or [None]
+    if len(slots) == 1:
+        worker(slots[0])
+        return failed, elsewhere
+    display.parallel = True
+    threads = [threading.Thread(target=guarded, args=(s,), daemon=True) for s in slots]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)  # the main thread stays free to take Ctrl-C
+    if errors:
+        raise errors[0]
+    return failed, elsewhere
 
 
 # Called with each new progress event of a running job; a message stops the job as
@@ -184,7 +249,7 @@ def run_job(
     display.job_started(job)
     started = time.monotonic()
     handle = launcher.start(job_dir, env=env, lock_fd=claim.fd)
-    ctrl_c.handle = handle
+    ctrl_c.handles.add(handle)
     timed_out = False
     verdicts: list[str] = []  # why the watch stopped the job (pruned)
 
@@ -208,7 +273,7 @@ def run_job(
             timed_out = True
             break
         handle.wait(0.1)  # a pause that ends when the job does: the next job starts at once
-    ctrl_c.handle = None
+    ctrl_c.handles.discard(handle)
     _follow(progress, offset, job, display, on_event)
     seconds = time.monotonic() - started
     result = store.read_status(job_dir)

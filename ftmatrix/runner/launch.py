@@ -229,3 +229,22 @@ def cuda_initialised() -> bool:
     torch = sys.modules.get("torch")
     cuda = getattr(torch, "cuda", None)
     return bool(cuda is not None and cuda.is_initialized())
+
+
+def gpu_indices() -> list[str]:
+    """The GPUs this machine has, as CUDA_VISIBLE_DEVICES indices, read with nvidia-smi
+    (never by initialising CUDA here: the runner stays torch-free). Where the runner
+    itself was given CUDA_VISIBLE_DEVICES, those."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [g.strip() for g in given.split(",") if g.strip()]
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()]

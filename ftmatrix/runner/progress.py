@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 
 from rich.console import Console
@@ -36,7 +38,9 @@ def _summary(job: Job, state: str, result: dict | None, seconds: float) -> str:
 
 
 class Plain:
-    """One line per event, for logs."""
+    """One line per event, for logs. With a pool (`parallel`), lines of several jobs
+    interleave, so each epoch line names its job; calls come from the pool's threads,
+    one at a time (see `_serialised`)."""
 
     def __init__(self, console: Console, *, quiet: bool = False):
         self.console = console
@@ -44,6 +48,7 @@ class Plain:
         self.total = 0
         self.finished = 0
         self.started = time.monotonic()
+        self.parallel = False
 
     def start(self, total: int, todo: int) -> None:
         self.total = total
@@ -60,8 +65,9 @@ class Plain:
         if event.get("event") == "epoch":
             val = event.get("val_accuracy")
             tail = f", val acc {val:.3f}" if val is not None else ""
+            who = f"{job.label or job.id} " if self.parallel else ""
             self.say(
-                f"  epoch {event['epoch']}: train loss {event['train_loss']:.4f}{tail} "
+                f"  {who}epoch {event['epoch']}: train loss {event['train_loss']:.4f}{tail} "
                 f"({event['samples_per_second']:.0f} samples/s)"
             )
 
@@ -88,7 +94,8 @@ class Live(Plain):
             transient=False,
         )
         self.matrix = None
-        self.current = None
+        self.running: dict[str, int] = {}  # job id -> its bar (one per running job)
+        self.epochs: dict[str, int] = {}
         self.durations: list[float] = []
 
     def start(self, total: int, todo: int) -> None:
@@ -98,22 +105,27 @@ class Live(Plain):
         self.console.print(f"{total} jobs: {total - todo} already done, {todo} to run")
 
     def job_started(self, job: Job) -> None:
-        if self.current is not None:
-            self.bars.remove_task(self.current)
-        self.current = self.bars.add_task(f"  {job.label or job.id}"[:50], total=None, info="")
+        if job.id in self.running:
+            self.bars.remove_task(self.running.pop(job.id))
+        label = f"  {job.label or job.id}"[:50]
+        self.running[job.id] = self.bars.add_task(label, total=None, info="")
 
     def event(self, job: Job, event: dict) -> None:
         kind = event.get("event")
         if kind == "start":
-            self.epochs = event.get("epochs")
-        elif kind == "step":
+            self.epochs[job.id] = event.get("epochs")
+        elif kind == "step" and job.id in self.running:
             info = (
-                f"epoch {event['epoch']}/{getattr(self, 'epochs', '?')} "
+                f"epoch {event['epoch']}/{self.epochs.get(job.id, '?')} "
                 f"loss {event['loss']:.4f} {event['samples_per_second']:.0f}/s"
             )
-            self.bars.update(self.current, total=event["steps"], completed=event["step"], info=info)
+            self.bars.update(
+                self.running[job.id], total=event["steps"], completed=event["step"], info=info
+            )
 
     def job_finished(self, job: Job, state: str, result: dict | None, seconds: float) -> None:
+        if job.id in self.running:
+            self.bars.remove_task(self.running.pop(job.id))
         self.finished += 1
         self.durations.append(seconds)
         self.bars.console.print(_summary(job, state, result, seconds), highlight=False)
@@ -123,6 +135,29 @@ class Live(Plain):
 
     def close(self) -> None:
         self.bars.stop()
+
+
+_LOCK = threading.RLock()
+
+
+def _serialised(cls: type[Plain]) -> type[Plain]:
+    """The display's methods, one call at a time: a pool's threads share it."""
+
+    def guard(method):
+        @functools.wraps(method)
+        def call(*args, **kwargs):
+            with _LOCK:
+                return method(*args, **kwargs)
+
+        return call
+
+    for name in ("start", "say", "job_started", "event", "job_finished", "close"):
+        setattr(cls, name, guard(getattr(cls, name)))
+    return cls
+
+
+Plain = _serialised(Plain)
+Live = _serialised(Live)
 
 
 def display(console: Console, *, quiet: bool) -> Plain:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from ftmatrix.result import LOG, PROGRESS, write_json_atomic
-from ftmatrix.runner import preflight, store
+from ftmatrix.runner import store
 from ftmatrix.runner.executors import SlurmSpec
 from ftmatrix.runner.plan import Job, Plan
 from ftmatrix.runner.progress import Plain
@@ -138,7 +138,7 @@ def run(
     detach: bool = False,
 ) -> int:
     """Submit what is left of the plan and follow it; the exit code as for local runs."""
-    from ftmatrix.runner.execute import INTERRUPTED, todo
+    from ftmatrix.runner.execute import INTERRUPTED, checked, summary, todo
     from ftmatrix.runner.select import select
 
     jobs = select(plan.jobs, options.only)
@@ -154,11 +154,7 @@ def run(
         for j in jobs
         if j.id not in attached and todo(j, _state(root / j.id, records[j.id]), options)
     ]
-    problems = preflight.check(queue, root=root, base_dir=plan.path.parent)
-    if problems:
-        for p in problems:
-            display.console.print(f"preflight: {p}", markup=False, highlight=False, soft_wrap=True)
-        display.console.print(f"{len(problems)} problem(s) before the first job; nothing was run.")
+    if not checked(queue, plan=plan, root=root, display=display):
         return 2
     store.prepare(plan, root)
     display.start(len(jobs), len(queue) + len(attached))
@@ -183,15 +179,7 @@ def run(
         )
         return INTERRUPTED
     display.close()
-    final = {j.id: store.state(root / j.id) for j in jobs}
-    counts = {s: list(final.values()).count(s) for s in store.STATES if s in final.values()}
-    display.console.print(
-        "summary: " + ", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False
-    )
-    if "failed" in final.values():
-        display.console.print("re-run failed jobs with --retry-failed", highlight=False)
-        return 1
-    return 0 if all(s in ("done", "pruned") for s in final.values()) else 1
+    return summary(jobs, root=root, display=display)
 
 
 def _state(job_dir: Path, record: dict | None) -> str:

@@ -179,7 +179,8 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     state = checkpoint.load(ckpt_dir)
     start_epoch = state["epoch"] + 1 if state else 1
     with (job_dir / "starts.log").open("a") as f:
-        f.write(f"{_now()} start epoch={start_epoch} pid={os.getpid()}\n")
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")  # the runner's pool pins GPUs
+        f.write(f"{_now()} start epoch={start_epoch} gpus={gpus} pid={os.getpid()}\n")
     _seed(spec.seed)
 
     # ---- data and model

@@ -51,11 +51,22 @@ def starts(matrix: Path, job_id: str) -> list[str]:
 
 
 LAUNCHER = "auto"  # set per test by the parametrized fixture in test_execute.py
+POOL: list[str] = []  # extra run options, e.g. ["--workers", "2"] (same fixture)
 
 
 def runner(matrix: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "ftmatrix.cli", "run", str(matrix), "--launcher", LAUNCHER, *args],
+        [
+            sys.executable,
+            "-m",
+            "ftmatrix.cli",
+            "run",
+            str(matrix),
+            "--launcher",
+            LAUNCHER,
+            *POOL,
+            *args,
+        ],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

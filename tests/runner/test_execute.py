@@ -17,12 +17,14 @@ from .conftest import ids, job_pids, runner, starts, wait_for
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True, params=["forkserver", "spawn"])
+@pytest.fixture(autouse=True, params=["forkserver", "spawn", "pool"])
 def launcher(request, monkeypatch):
-    """Every runner test runs with both launchers."""
+    """Every runner test runs with both launchers, and with a pool of two workers."""
     from . import conftest
 
-    monkeypatch.setattr(conftest, "LAUNCHER", request.param)
+    pool = request.param == "pool"
+    monkeypatch.setattr(conftest, "LAUNCHER", "forkserver" if pool else request.param)
+    monkeypatch.setattr(conftest, "POOL", ["--workers", "2"] if pool else [])
     return request.param
 
 
