@@ -47,4 +47,12 @@ def plan_table(plan: Plan, *, console: Console, runs_dir: Path | None = None) ->
     summary = f"{len(plan.jobs)} jobs ({len(done)} done, {len(plan.jobs) - len(done)} pending)"
     if merged > 0:
         summary += f"; {merged} matrix points were identical to another and merged"
-    console.print(summary)
+    if plan.search and plan.spec is not None and plan.spec.search is not None:
+        search = plan.spec.search
+        over = ", ".join(d.path for d in plan.search)
+        summary = (
+            f"{len(plan.jobs)} grid point(s) x {search.trials} {search.strategy} trials over "
+            f"{over}, {search.direction} {search.metric}: trials are drawn when the matrix "
+            "runs; `ftmatrix status` lists them"
+        )
+    console.print(summary, soft_wrap=True)
