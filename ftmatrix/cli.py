@@ -318,9 +318,20 @@ def status(
     ],
     runs_dir: RunsDir = None,
     max_rows: Annotated[int, typer.Option(help="Show at most this many jobs.")] = 200,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            help="Slurm: wait until no job is queued or running, recording how each one "
+            "that ended without a result ended (timeout, cancelled, ...), then show the table."
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=1, help="With --follow: seconds between looks at the queue.")
+    ] = 10.0,
 ) -> None:
     """Counts per state and a table of jobs: state, test accuracy, F1, time; for a search,
-    the trials so far and the best one. Reads files only."""
+    the trials so far and the best one; for Slurm jobs, their queue state (sacct).
+    Reads files only (and the Slurm queue, where jobs were submitted to it)."""
     from rich.table import Table
 
     from ftmatrix.runner import studies
@@ -331,12 +342,18 @@ def status(
     if not rows:
         err_console.print(f"no jobs under {root}")
         raise typer.Exit(2)
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row.state.split(" ")[0]] = counts.get(row.state.split(" ")[0], 0) + 1
-    console.print(
-        f"{plan.get('name', root.name)}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-    )
+    while follow:
+        import time
+
+        from ftmatrix.runner import slurm
+
+        slurm.collect(root)
+        plan, rows = collect(root)
+        if not any(r.state in ("queued", "running") for r in rows):
+            break
+        console.print(time.strftime("%H:%M:%S ") + _counts(plan, root, rows), highlight=False)
+        time.sleep(interval)
+    console.print(_counts(plan, root, rows))
     searched = studies.read(root)
     for line in studies.best_lines(searched) if searched else []:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -353,6 +370,13 @@ def status(
     console.print(table)
     if len(rows) > max_rows:
         console.print(f"... {len(rows) - max_rows} more (--max-rows)")
+
+
+def _counts(plan: dict, root: Path, rows) -> str:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.state.split(" ")[0]] = counts.get(row.state.split(" ")[0], 0) + 1
+    return f"{plan.get('name', root.name)}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
 def _run_folder(target: str, runs_dir: Path | None) -> Path:

@@ -21,6 +21,14 @@ def _pyplot():
     return plt
 
 
+def save(fig, path: Path) -> Path:
+    """Lay out, write (no version stamp) and close a figure; its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata=METADATA)
+    _pyplot().close(fig)
+    return path
+
+
 def curves(study: Study, folder: Path, *, metric: str = "test.accuracy") -> list[Path]:
     """Train/validation loss and accuracy per epoch, PER_FIGURE jobs per figure (the
     MAX_CURVES best by `metric` when there are more)."""
@@ -55,11 +63,7 @@ def curves(study: Study, folder: Path, *, metric: str = "test.accuracy") -> list
             ax.grid(alpha=0.3)
             ax.xaxis.get_major_locator().set_params(integer=True)
         acc_ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-        fig.tight_layout()
-        path = folder / f"curves-{part + 1}.png"
-        fig.savefig(path, dpi=100, metadata=METADATA)
-        plt.close(fig)
-        written.append(path)
+        written.append(save(fig, folder / f"curves-{part + 1}.png"))
     return written
 
 
@@ -91,9 +95,6 @@ def metric_vs_axes(study: Study, metric: str, folder: Path) -> list[Path]:
             ax.set(xlabel=axis, ylabel=metric, title=f"{metric} by {axis}")
             ax.grid(alpha=0.3)
             ax.legend()
-            fig.tight_layout()
-            path = folder / f"{metric.replace('.', '_')}-by-{axis.replace('.', '_')}.png"
-            fig.savefig(path, dpi=100, metadata=METADATA)
-            plt.close(fig)
-            written.append(path)
+            name = f"{metric.replace('.', '_')}-by-{axis.replace('.', '_')}.png"
+            written.append(save(fig, folder / name))
     return written

@@ -83,7 +83,7 @@ def importance(root: Path, point: dict) -> tuple[list[tuple[str, float]], str]:
 def plot(summary: dict, folder: Path) -> list[Path]:
     """The metric of every trial in the order they ran, with the best so far; pruned
     trials at the validation value they were stopped with. One figure per grid point."""
-    from ftmatrix.reports.plots import METADATA, _pyplot
+    from ftmatrix.reports.plots import _pyplot, save
 
     plt = _pyplot()
     larger = summary["direction"] == "maximize"
@@ -122,11 +122,7 @@ def plot(summary: dict, folder: Path) -> list[Path]:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = folder / f"search-trials-{index + 1}.png"
-        fig.savefig(path, dpi=100, metadata=METADATA)
-        plt.close(fig)
-        written.append(path)
+        written.append(save(fig, folder / f"search-trials-{index + 1}.png"))
     return written
 
 

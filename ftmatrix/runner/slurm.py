@@ -275,6 +275,26 @@ def _record(job_dir: Path, error: str, message: str) -> dict:
     return record(job_dir, error, message)
 
 
+def collect(root: Path) -> dict[str, str]:
+    """Record how each Slurm job of the run folder that has left the queue without a
+    result ended (what a followed run would have recorded); {our id: error class}."""
+    records = {
+        p.name: r
+        for p in sorted(root.iterdir())
+        if p.is_dir() and (r := read_record(p)) and store.read_status(p) is None
+    }
+    states = queue_states([r["job_id"] for r in records.values()])
+    recorded = {}
+    for our_id, record in records.items():
+        state = states.get(record["job_id"], "UNKNOWN")
+        if state in ACTIVE or state == "UNKNOWN" or store.read_status(root / our_id):
+            continue
+        error = FAILURES.get(state, "crash")
+        _record(root / our_id, error, f"Slurm job {record['job_id']} ended {state}")
+        recorded[our_id] = error
+    return recorded
+
+
 def cancel(root: Path) -> list[str]:
     """scancel every queued or running job of the run folder; the Slurm ids cancelled.
     Finished results are untouched; a cancelled job is recorded as failed: cancelled."""

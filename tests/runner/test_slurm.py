@@ -108,8 +108,9 @@ def test_a_killed_runner_reattaches_without_submitting_again(tiny):
     subprocess.run(["scancel", submitted[first]], check=True)
     out = finish(again, code=1)
     assert records(tiny) == submitted  # nothing was submitted again
-    assert all(len(starts(tiny, i)) == 1 for i in ids(tiny))
     root = tiny.parent / "runs" / "tiny"
+    assert len(list((root / ".slurm").glob("*/*_submission.sh"))) == 1  # one sbatch in all
+    assert all(len(starts(tiny, i)) == 1 for i in ids(tiny))
     assert read_result(root / first).error_class == "cancelled"
     assert [read_result(root / i).status for i in ids(tiny)[1:]] == ["done"] * 3
     assert "1 failed" in out
@@ -118,13 +119,19 @@ def test_a_killed_runner_reattaches_without_submitting_again(tiny):
 def test_a_job_past_its_time_limit_is_a_timeout_and_resumes_from_its_checkpoint(tiny):
     first = ids(tiny)[0]
     tiny.write_text(tiny.read_text().replace("time: 10", "time: 1"))
-    out = finish(
-        run(tiny, "--only", "lr=0.003 lora=false", env={"FTMATRIX_FAULT": f"sleep@2:{first}"}),
-        code=1,
+    only = ["--only", "lr=0.003 lora=false"]
+    finish(run(tiny, *only, "--detach", env={"FTMATRIX_FAULT": f"sleep@2:{first}"}))
+    # detached: `status --follow` waits for the queue and records how the job ended
+    follow = subprocess.run(
+        [sys.executable, "-m", "ftmatrix.cli", "status", str(tiny), "--follow", "--interval", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
+    assert "timeout" in follow.stdout, follow.stdout + follow.stderr
     root = tiny.parent / "runs" / "tiny"
     result = read_result(root / first)
-    assert result.error_class == "timeout", out
+    assert result.error_class == "timeout"
     assert (root / first / "checkpoint" / "state.pt").exists()  # epoch 1 is kept
 
     finish(run(tiny, "--only", "lr=0.003 lora=false", "--retry-failed"))
