@@ -73,11 +73,13 @@ def test_sigkill_of_runner_and_job_mid_job_resumes_from_the_checkpoint(tiny):
     first, second, *_ = ids(tiny)
     root = tiny.parent / "runs" / "tiny"
     proc = runner(tiny, env={"FTMATRIX_FAULT": f"sleep@3:{second}"})
-    # the second job hangs in epoch 3, after checkpointing epochs 1 and 2
+    # the second job hangs in epoch 3, after checkpointing epochs 1 and 2 (with a pool
+    # the first may still be running beside it: wait for its result too)
     wait_for(
         lambda: (
             (root / second / "metrics.jsonl").exists()
             and len((root / second / "metrics.jsonl").read_text().splitlines()) == 2
+            and read_result(root / first) is not None
         )
     )
     pids = job_pids(root / second)
