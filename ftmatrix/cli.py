@@ -342,14 +342,15 @@ def status(
     if not rows:
         err_console.print(f"no jobs under {root}")
         raise typer.Exit(2)
+    unknown: dict[str, float] = {}
     while follow:
         import time
 
         from ftmatrix.runner import slurm
 
-        slurm.collect(root)
+        active = slurm.collect(root, unknown_since=unknown)
         plan, rows = collect(root)
-        if not any(r.state in ("queued", "running") for r in rows):
+        if not active:
             break
         console.print(time.strftime("%H:%M:%S ") + _counts(plan, root, rows), highlight=False)
         time.sleep(interval)

@@ -275,24 +275,35 @@ def _record(job_dir: Path, error: str, message: str) -> dict:
     return record(job_dir, error, message)
 
 
-def collect(root: Path) -> dict[str, str]:
+def collect(root: Path, *, unknown_since: dict[str, float] | None = None) -> int:
     """Record how each Slurm job of the run folder that has left the queue without a
-    result ended (what a followed run would have recorded); {our id: error class}."""
+    result ended (what a followed run would have recorded); the number still on the
+    cluster. Called again and again (`status --follow`), `unknown_since` remembers jobs
+    in neither squeue nor sacct yet (accounting lags): on the cluster for UNKNOWN_GRACE
+    seconds, lost after that."""
     records = {
         p.name: r
         for p in sorted(root.iterdir())
         if p.is_dir() and (r := read_record(p)) and store.read_status(p) is None
     }
     states = queue_states([r["job_id"] for r in records.values()])
-    recorded = {}
+    active = 0
     for our_id, record in records.items():
         state = states.get(record["job_id"], "UNKNOWN")
-        if state in ACTIVE or state == "UNKNOWN" or store.read_status(root / our_id):
-            continue
-        error = FAILURES.get(state, "crash")
-        _record(root / our_id, error, f"Slurm job {record['job_id']} ended {state}")
-        recorded[our_id] = error
-    return recorded
+        if state == "UNKNOWN":
+            if unknown_since is None:
+                continue
+            since = unknown_since.setdefault(our_id, time.monotonic())
+            if time.monotonic() - since < UNKNOWN_GRACE:
+                active += 1
+                continue
+            state = "LOST"
+        if state in ACTIVE:
+            active += 1
+        elif store.read_status(root / our_id) is None:
+            error = FAILURES.get(state, "crash")
+            _record(root / our_id, error, f"Slurm job {record['job_id']} ended {state}")
+    return active
 
 
 def cancel(root: Path) -> list[str]:

@@ -57,7 +57,14 @@ def _queue_states(root: Path, rows: list[Row]) -> None:
     if not records or shutil.which("sacct") is None:
         return
     states = slurm.queue_states([r["job_id"] for r in records.values()])
-    names = {"PENDING": "queued", "REQUEUED": "queued", "RUNNING": "running"}
+    names = {
+        "PENDING": "queued",
+        "REQUEUED": "queued",
+        "SUSPENDED": "queued",
+        "CONFIGURING": "running",
+        "RUNNING": "running",
+        "COMPLETING": "running",
+    }
     for row in rows:
         if row.id in records:
             state = states.get(records[row.id]["job_id"], "")
