@@ -106,7 +106,7 @@ def run(
     display.start(len(jobs), len(queue))
     ctrl_c = CtrlC()
     try:
-        failed, elsewhere = _run_queue(
+        elsewhere = _run_queue(
             queue,
             plan=plan,
             root=root,
@@ -116,7 +116,7 @@ def run(
             ctrl_c=ctrl_c,
         )
         if not ctrl_c.count and elsewhere:
-            failed += _wait_for(elsewhere, root, display, ctrl_c)
+            _wait_for(elsewhere, root, display, ctrl_c)
     finally:
         ctrl_c.restore()
         display.close()
@@ -151,9 +151,9 @@ def _run_queue(
     display: Plain,
     launcher: Launcher,
     ctrl_c: CtrlC,
-) -> tuple[int, list[Job]]:
-    """Run the queue, one job per slot at a time; (jobs failed, jobs another process
-    had claimed). One slot runs in this thread; several run in one thread each, which
+) -> list[Job]:
+    """Run the queue, one job per slot at a time; the jobs another process had
+    claimed. One slot runs in this thread; several run in one thread each, which
     only start and watch their job processes (the work is in those processes)."""
     pending = deque(queue)
     lock = threading.Lock()
@@ -205,7 +205,7 @@ def _run_queue(
     slots = options.slots or [None]
     if len(slots) == 1:
         worker(slots[0])
-        return failed, elsewhere
+        return elsewhere
     display.parallel = True
     threads = [threading.Thread(target=guarded, args=(s,), daemon=True) for s in slots]
     for thread in threads:
@@ -215,7 +215,7 @@ def _run_queue(
             thread.join(0.2)  # the main thread stays free to take Ctrl-C
     if errors:
         raise errors[0]
-    return failed, elsewhere
+    return elsewhere
 
 
 # Called with each new progress event of a running job; a message stops the job as
@@ -259,7 +259,7 @@ def run_job(
 
     while True:
         code = handle.poll()
-        offset = _follow(progress, offset, job, display, on_event)
+        offset = follow_progress(progress, offset, job, display, on_event)
         if code is not None:
             break
         if verdicts:
@@ -274,7 +274,7 @@ def run_job(
             break
         handle.wait(0.1)  # a pause that ends when the job does: the next job starts at once
     ctrl_c.handles.discard(handle)
-    _follow(progress, offset, job, display, on_event)
+    follow_progress(progress, offset, job, display, on_event)
     seconds = time.monotonic() - started
     result = store.read_status(job_dir)
     if result is None and ctrl_c.count and not timed_out and not verdicts:
@@ -283,15 +283,19 @@ def run_job(
     if verdicts and result is None:  # (it may have ended on its own meanwhile)
         result = record_pruned(job_dir, verdicts[0])
     elif timed_out and (result is None or result.get("status") != "done"):
-        result = _record(job_dir, "timeout", f"exceeded the time limit of {options.timeout:g} s")
+        result = record_failure(
+            job_dir, "timeout", f"exceeded the time limit of {options.timeout:g} s"
+        )
     elif result is None:
-        result = _record(job_dir, "crash", f"the job process exited with code {code} and no result")
+        result = record_failure(
+            job_dir, "crash", f"the job process exited with code {code} and no result"
+        )
     state = result.get("status", "failed")
     display.job_finished(job, state, result, seconds)
     return state
 
 
-def _record(job_dir: Path, error: str, message: str) -> dict:
+def record_failure(job_dir: Path, error: str, message: str) -> dict:
     """result.json for a job that could not write its own."""
     try:
         tail = "\n".join((job_dir / LOG).read_text(errors="replace").splitlines()[-30:])
@@ -322,7 +326,7 @@ def record_pruned(job_dir: Path, message: str) -> dict:
     return data
 
 
-def _follow(
+def follow_progress(
     path: Path,
     offset: int,
     job: Job,
@@ -350,18 +354,15 @@ def _follow(
     return offset + end
 
 
-def _wait_for(jobs: list[Job], root: Path, display: Plain, ctrl_c: CtrlC) -> int:
-    """Wait for jobs another process is running; the number that failed."""
+def _wait_for(jobs: list[Job], root: Path, display: Plain, ctrl_c: CtrlC) -> None:
+    """Wait for jobs another process is running, showing how each ended."""
     display.say(f"waiting for {len(jobs)} job(s) running in another process")
     pending = {j.id: j for j in jobs}
-    failed = 0
     while pending and not ctrl_c.count:
         for job_id, job in list(pending.items()):
             if not store.is_locked(root / job_id):
                 result = store.read_status(root / job_id)
                 state = store.state(root / job_id)
                 display.job_finished(job, state, result, 0.0)
-                failed += state == "failed"
                 del pending[job_id]
         time.sleep(0.2)
-    return failed

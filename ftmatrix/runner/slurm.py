@@ -27,6 +27,14 @@ from pathlib import Path
 
 from ftmatrix.result import LOG, PROGRESS, write_json_atomic
 from ftmatrix.runner import store
+from ftmatrix.runner.execute import (
+    INTERRUPTED,
+    checked,
+    follow_progress,
+    record_failure,
+    summary,
+    todo,
+)
 from ftmatrix.runner.executors import SlurmSpec
 from ftmatrix.runner.plan import Job, Plan
 from ftmatrix.runner.progress import Plain
@@ -138,7 +146,6 @@ def run(
     detach: bool = False,
 ) -> int:
     """Submit what is left of the plan and follow it; the exit code as for local runs."""
-    from ftmatrix.runner.execute import INTERRUPTED, checked, summary, todo
     from ftmatrix.runner.select import select
 
     jobs = select(plan.jobs, options.only)
@@ -170,7 +177,7 @@ def run(
         return 0
     by_id = {j.id: j for j in jobs}
     try:
-        _follow(attached, by_id, root=root, spec=spec, display=display)
+        _follow_queue(attached, by_id, root=root, spec=spec, display=display)
     except KeyboardInterrupt:
         display.close()
         display.console.print(
@@ -227,7 +234,7 @@ def _submit(plan: Plan, queue: list[Job], *, root: Path, spec: SlurmSpec, option
             claim.release()
 
 
-def _follow(attached: dict[str, str], jobs: dict[str, Job], *, root, spec, display) -> None:
+def _follow_queue(attached: dict[str, str], jobs: dict[str, Job], *, root, spec, display) -> None:
     """Wait for every attached job to leave the queue; record those without a result."""
     offsets: dict[str, int] = {}
     started: dict[str, float] = {}
@@ -247,13 +254,15 @@ def _follow(attached: dict[str, str], jobs: dict[str, Job], *, root, spec, displ
             if our_id not in started:  # running, or already over between two polls
                 started[our_id] = time.monotonic()
                 display.job_started(job)
-            offsets[our_id] = _progress(job_dir, offsets.get(our_id, 0), job, display)
+            offsets[our_id] = follow_progress(
+                job_dir / PROGRESS, offsets.get(our_id, 0), job, display
+            )
             if state in ACTIVE:
                 continue
             result = store.read_status(job_dir)
             if result is None:
                 error = FAILURES.get(state, "crash")
-                result = _record(job_dir, error, f"Slurm job {slurm_id} ended {state}")
+                result = record_failure(job_dir, error, f"Slurm job {slurm_id} ended {state}")
             seconds = (result.get("timing") or {}).get("total") or (
                 time.monotonic() - started[our_id]
             )
@@ -263,16 +272,14 @@ def _follow(attached: dict[str, str], jobs: dict[str, Job], *, root, spec, displ
             time.sleep(spec.poll)
 
 
-def _progress(job_dir: Path, offset: int, job: Job, display: Plain) -> int:
-    from ftmatrix.runner.execute import _follow as follow_progress
-
-    return follow_progress(job_dir / PROGRESS, offset, job, display)
-
-
-def _record(job_dir: Path, error: str, message: str) -> dict:
-    from ftmatrix.runner.execute import _record as record
-
-    return record(job_dir, error, message)
+def _unfinished(root: Path) -> dict[str, dict]:
+    """Job id -> slurm.json of each job of the run folder submitted to Slurm that has
+    no result."""
+    return {
+        p.name: r
+        for p in sorted(root.iterdir())
+        if p.is_dir() and (r := read_record(p)) and store.read_status(p) is None
+    }
 
 
 def collect(root: Path, *, unknown_since: dict[str, float] | None = None) -> int:
@@ -281,11 +288,7 @@ def collect(root: Path, *, unknown_since: dict[str, float] | None = None) -> int
     cluster. Called again and again (`status --follow`), `unknown_since` remembers jobs
     in neither squeue nor sacct yet (accounting lags): on the cluster for UNKNOWN_GRACE
     seconds, lost after that."""
-    records = {
-        p.name: r
-        for p in sorted(root.iterdir())
-        if p.is_dir() and (r := read_record(p)) and store.read_status(p) is None
-    }
+    records = _unfinished(root)
     states = queue_states([r["job_id"] for r in records.values()])
     active = 0
     for our_id, record in records.items():
@@ -302,7 +305,7 @@ def collect(root: Path, *, unknown_since: dict[str, float] | None = None) -> int
             active += 1
         elif store.read_status(root / our_id) is None:
             error = FAILURES.get(state, "crash")
-            _record(root / our_id, error, f"Slurm job {record['job_id']} ended {state}")
+            record_failure(root / our_id, error, f"Slurm job {record['job_id']} ended {state}")
     return active
 
 
@@ -311,8 +314,7 @@ def cancel(root: Path) -> list[str]:
     Finished results are untouched; a cancelled job is recorded as failed: cancelled."""
     import submitit
 
-    records = {p.name: r for p in sorted(root.iterdir()) if p.is_dir() and (r := read_record(p))}
-    records = {k: r for k, r in records.items() if store.read_status(root / k) is None}
+    records = _unfinished(root)
     live = queue_states([r["job_id"] for r in records.values()])
     cancelled = []
     for our_id, record in records.items():
@@ -321,6 +323,6 @@ def cancel(root: Path) -> list[str]:
             submitit.SlurmJob(root / SUBMITIT / slurm_id.split("_")[0], slurm_id).cancel(
                 check=False
             )
-            _record(root / our_id, "cancelled", f"Slurm job {slurm_id} cancelled")
+            record_failure(root / our_id, "cancelled", f"Slurm job {slurm_id} cancelled")
             cancelled.append(slurm_id)
     return cancelled
