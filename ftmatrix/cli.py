@@ -131,8 +131,10 @@ def run(
     launcher: Annotated[
         str,
         typer.Option(
-            help="forkserver: fork jobs from a process that imported torch once (Linux); "
-            "spawn: a fresh interpreter per job; auto: forkserver where it is safe."
+            help="server: fork jobs from the warm server (`ftmatrix server start`); "
+            "forkserver: from a process this run starts, which imports torch once (Linux); "
+            "spawn: a fresh interpreter per job; auto: the warm server if one runs for this "
+            "code, else forkserver where it is safe, else spawn."
         ),
     ] = "auto",
     max_jobs: MaxJobs = 10_000,
@@ -171,10 +173,14 @@ def run(
     from ftmatrix.runner import execute, launch, progress, store
     from ftmatrix.runner.select import SelectError
 
-    if launcher not in ("auto", "forkserver", "spawn"):
-        err_console.print(f"--launcher must be auto, forkserver or spawn, not {launcher!r}")
+    if launcher not in ("auto", "server", "forkserver", "spawn"):
+        err_console.print(f"--launcher must be auto, server, forkserver or spawn, not {launcher!r}")
         raise typer.Exit(2)
-    chosen = launch.choose(launcher)
+    try:
+        chosen = launch.choose(launcher)
+    except LookupError as err:
+        err_console.print(str(err))
+        raise typer.Exit(2) from None
     if hasattr(chosen, "warm") and not dry_run:
         chosen.warm()  # the server imports torch while the matrix is validated
     p = _load_plan(matrix, max_jobs)
@@ -442,6 +448,56 @@ def report(
             err_console.print(str(err))
             raise typer.Exit(2) from None
         console.print(f"wrote {path}")
+
+
+@app.command()
+def server(
+    action: Annotated[
+        str, typer.Argument(help="start, stop or status.", show_default=False)
+    ] = "status",
+    idle: Annotated[
+        float, typer.Option(min=0.1, help="start: minutes without a job before it exits.")
+    ] = 30.0,
+) -> None:
+    """A warm job server: imports torch, transformers and peft once and forks the jobs of
+    every later `ftmatrix run` (same code and HF_*/TORCH* settings), so runs start jobs
+    at once. It exits after --idle minutes without a job, or on `ftmatrix server stop`."""
+    import time
+
+    from ftmatrix.runner import server as warm
+
+    if action not in ("start", "stop", "status"):
+        err_console.print(f"the action must be start, stop or status, not {action!r}")
+        raise typer.Exit(2)
+    if action == "stop":
+        stopped = warm.stop()
+        pids = ", ".join(str(info["pid"]) for info in stopped)
+        console.print(f"stopped {len(stopped)} server(s)" + (f": pid {pids}" if pids else ""))
+        return
+    info = warm.ping()
+    if action == "status":
+        others = len(warm.running()) - (info is not None)
+        if others:
+            console.print(f"{others} server(s) for other code or settings (stop: server stop)")
+        if info is None:
+            console.print("no warm server runs for this code and setting")
+            raise typer.Exit(1)
+    if info is not None:
+        up = time.time() - info["started"]
+        console.print(
+            f"warm server pid {info['pid']}, up {up / 60:.1f} min, "
+            f"{info['jobs']} job(s) running; socket {warm.address()}"
+        )
+        return
+    with console.status("starting the warm server (importing torch, transformers, peft)"):
+        info, seconds, log = warm.start(idle=idle * 60)
+    if info is None:
+        err_console.print(f"the server did not answer within {seconds:.0f} s; see {log}")
+        raise typer.Exit(1)
+    console.print(
+        f"warm server ready in {seconds:.1f} s (pid {info['pid']}); `ftmatrix run` forks "
+        f"its jobs until it has been idle {idle:g} min"
+    )
 
 
 @app.command()

@@ -116,6 +116,9 @@ class Result(_Record):
         description="Seconds per phase: setup, train, eval, total; per_epoch (mean).",
     )
     device: str | None = None
+    precision: Literal["fp32", "bf16", "fp16"] | None = Field(
+        None, description="What training computed in: fp32, or the bf16/fp16 autocast dtype."
+    )
     versions: dict[str, str] = Field(default_factory=dict)
     started_at: str | None = None
     finished_at: str | None = None

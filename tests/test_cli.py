@@ -76,6 +76,7 @@ def test_every_command_and_option_has_help():
         "report",
         "train",
         "cancel",
+        "server",
     }
     for name, command in group.commands.items():
         assert command.help, name

@@ -98,10 +98,9 @@ class SpawnLauncher:
 PRELOAD = ["torch", "torchvision", "transformers", "peft", "ftmatrix.trainers.job"]
 
 
-def _forked_job(job_dir: str, env: dict[str, str], lock) -> None:
-    """Runs in a child of the fork server: become a job process like a spawned one."""
+def become_job(job_dir: str, env: dict[str, str]) -> None:
+    """In a process forked from a server: become a job process like a spawned one."""
     os.setsid()  # own process group, so the runner can signal it and its workers
-    lock.detach()  # the runner's locked file: held until this process ends
     os.environ.clear()
     os.environ.update(env)  # before anything touches CUDA (CUDA_VISIBLE_DEVICES)
     os.chdir(job_dir)
@@ -116,6 +115,12 @@ def _forked_job(job_dir: str, env: dict[str, str], lock) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
+
+
+def _forked_job(job_dir: str, env: dict[str, str], lock) -> None:
+    """Runs in a child of the fork server."""
+    lock.detach()  # the runner's locked file: held until this process ends
+    become_job(job_dir, env)
     from ftmatrix.trainers.job import main
 
     code = main(job_dir)
@@ -208,8 +213,10 @@ def _stop_server() -> None:
             os.kill(pid, signal.SIGTERM)
 
 
-def choose(name: str = "auto") -> SpawnLauncher | ForkServerLauncher:
-    """forkserver where fork is safe, spawn elsewhere or when asked.
+def choose(name: str = "auto"):
+    """The launcher asked for; auto: a warm server where one runs for this code and
+    setting (`ftmatrix server start`), else the fork server where fork is safe, else
+    spawn. `server` without a warm server is a LookupError.
 
     auto takes spawn off Linux (fork without exec is unsafe or unsupported on macOS and
     Windows) and in a parent that has already initialised CUDA (a notebook or script
@@ -220,6 +227,16 @@ def choose(name: str = "auto") -> SpawnLauncher | ForkServerLauncher:
         return SpawnLauncher()
     if name == "auto" and (not sys.platform.startswith("linux") or cuda_initialised()):
         return SpawnLauncher()
+    if name in ("auto", "server"):
+        from ftmatrix.runner import server
+
+        if warm := server.connect():
+            return warm
+        if name == "server":
+            raise LookupError(
+                "no warm server runs for this code and setting; start one with "
+                "`ftmatrix server start` (it must see the same HF_*/TORCH* variables)"
+            )
     return ForkServerLauncher()
 
 

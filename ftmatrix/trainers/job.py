@@ -174,6 +174,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     result.device = str(device) + (
         f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     )
+    result.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(autocast, "fp32")
     result.versions = _versions()
     ckpt_dir = job_dir / "checkpoint"
     state = checkpoint.load(ckpt_dir)

@@ -52,6 +52,34 @@ def starts(matrix: Path, job_id: str) -> list[str]:
 
 LAUNCHER = "auto"  # set per test by the parametrized fixture in test_execute.py
 POOL: list[str] = []  # extra run options, e.g. ["--workers", "2"] (same fixture)
+ENV: dict[str, str] = {}  # extra environment, e.g. where the warm server listens
+
+
+@pytest.fixture(scope="session")
+def warm_server(tmp_path_factory):
+    """One warm server (`ftmatrix server start`) for the tests that fork from it, in a
+    folder of its own so that no other test finds it; stopped, and checked gone, after."""
+    from ftmatrix.runner import server
+
+    env = {"FTMATRIX_SERVER_DIR": str(tmp_path_factory.mktemp("server"))}
+    with pytest.MonkeyPatch.context() as patch:  # only while starting: no other test sees it
+        patch.setenv("FTMATRIX_SERVER_DIR", env["FTMATRIX_SERVER_DIR"])
+        info, _seconds, log = server.start(idle=600)
+    assert info is not None, log.read_text()
+    yield env
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FTMATRIX_SERVER_DIR", env["FTMATRIX_SERVER_DIR"])
+        stopped, left = server.stop(), server.running()
+    assert [s["pid"] for s in stopped] == [info["pid"]] and left == []
+    wait_for(lambda: not _alive(info["pid"]), 10)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (the server is this process's child, never reaped here)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
 
 
 def runner(matrix: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
@@ -67,7 +95,7 @@ def runner(matrix: Path, *args: str, env: dict | None = None) -> subprocess.Pope
             *POOL,
             *args,
         ],
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **ENV, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -17,14 +17,17 @@ from .conftest import ids, job_pids, runner, starts, wait_for
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True, params=["forkserver", "spawn", "pool"])
+@pytest.fixture(autouse=True, params=["forkserver", "spawn", "pool", "server"])
 def launcher(request, monkeypatch):
-    """Every runner test runs with both launchers, and with a pool of two workers."""
+    """Every runner test runs with each launcher (the runner's fork server, a fresh
+    interpreter, the warm server of `ftmatrix server start`) and with a pool of two."""
     from . import conftest
 
     pool = request.param == "pool"
     monkeypatch.setattr(conftest, "LAUNCHER", "forkserver" if pool else request.param)
     monkeypatch.setattr(conftest, "POOL", ["--workers", "2"] if pool else [])
+    if request.param == "server":
+        monkeypatch.setattr(conftest, "ENV", request.getfixturevalue("warm_server"))
     return request.param
 
 

@@ -28,6 +28,7 @@ def test_lora_vit_writes_every_output_and_learns(lora_vit_job):
     assert events[0] == "start" and events[-1] == "end"
     assert events.count("epoch") == 6 and "step" in events
     assert result.versions["torch"] and result.timing["train"] > 0
+    assert result.device == "cpu" and result.precision == "fp32"  # no autocast on a CPU
     assert set(result.test.per_class_accuracy) == {str(d) for d in range(10)}
     assert result.test.k == 5 and result.test.topk >= result.test.top1
 

@@ -1,0 +1,102 @@
+"""The warm job server (`ftmatrix server start`): jobs forked from it give the numbers a
+fresh interpreter gives; a runner uses it only for the same code and setting; it stops
+when asked or when idle. The runner's fault tests run against it too
+(test_execute.py, the `server` launcher)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ftmatrix.result import LOG, read_result
+from ftmatrix.runner import launch, server
+
+from .conftest import ids, runner, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def results(matrix) -> dict[str, tuple]:
+    root = matrix.parent / "runs" / "tiny"
+    out = {}
+    for job_id in ids(matrix):
+        r = read_result(root / job_id)
+        out[job_id] = (r.status, r.test.accuracy, r.test.loss, r.best_epoch)
+    return out
+
+
+def test_jobs_forked_by_the_server_give_a_fresh_interpreters_numbers(
+    tiny, tmp_path, warm_server, monkeypatch
+):
+    from . import conftest
+
+    monkeypatch.setattr(conftest, "ENV", warm_server)
+    served = runner(tiny)  # --launcher auto: the warm server, since one runs
+    out = served.communicate(timeout=300)[0]
+    assert served.returncode == 0, out
+    root = tiny.parent / "runs" / "tiny"
+    for job_id in ids(tiny):
+        assert (root / job_id / LOG).read_text().startswith("--- start"), job_id
+        assert "(warm server)" in (root / job_id / LOG).read_text().splitlines()[0]
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    spawned_matrix = fresh / "tiny.yaml"
+    spawned_matrix.write_text(tiny.read_text())
+    monkeypatch.setattr(conftest, "LAUNCHER", "spawn")
+    spawned = runner(spawned_matrix)
+    out = spawned.communicate(timeout=300)[0]
+    assert spawned.returncode == 0, out
+    assert results(tiny) == results(spawned_matrix)
+    assert all(r[0] == "done" for r in results(tiny).values())
+
+
+def test_another_setting_falls_back_to_the_runners_own_fork_server(warm_server, monkeypatch):
+    monkeypatch.setenv("FTMATRIX_SERVER_DIR", warm_server["FTMATRIX_SERVER_DIR"])
+    assert isinstance(launch.choose("auto"), server.ServerLauncher)
+    assert isinstance(launch.choose("forkserver"), launch.ForkServerLauncher)
+    # an import-time setting of the libraries: the server's copy would not see it
+    monkeypatch.setenv("HF_HOME", "/elsewhere")
+    assert isinstance(launch.choose("auto"), launch.ForkServerLauncher)
+    with pytest.raises(LookupError, match="ftmatrix server start"):
+        launch.choose("server")
+    assert len(server.running()) == 1  # the other setting's server still answers
+
+
+def test_run_with_launcher_server_and_no_server_exits_2(tiny, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftmatrix", "run", str(tiny), "--launcher", "server"],
+        env={**os.environ, "FTMATRIX_SERVER_DIR": str(tmp_path / "none")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "no warm server runs for this code and setting" in proc.stderr
+    assert not (tiny.parent / "runs").exists()  # nothing was run
+
+
+def test_a_server_stops_when_idle_and_on_request(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTMATRIX_SERVER_DIR", str(tmp_path / "servers"))
+    cli = [sys.executable, "-m", "ftmatrix", "server"]
+    status = subprocess.run([*cli, "status"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 1 and "no warm server runs" in status.stdout
+    info, _seconds, _log = server.start(idle=1.0)  # exits after a second without a job
+    assert info is not None and info["jobs"] == 0
+    wait_for(lambda: server.ping() is None, 30)
+    assert (
+        "idle for 1 s: stopping"
+        in (tmp_path / "servers" / f"{server.fingerprint()}.log").read_text()
+    )
+
+    started = subprocess.run([*cli, "start", "--idle", "5"], capture_output=True, text=True)
+    assert started.returncode == 0 and "warm server ready" in started.stdout, started.stderr
+    pid = server.ping()["pid"]
+    status = subprocess.run([*cli, "status"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and f"warm server pid {pid}" in status.stdout
+    stopped = subprocess.run([*cli, "stop"], capture_output=True, text=True, timeout=60)
+    assert stopped.returncode == 0 and f"stopped 1 server(s): pid {pid}" in stopped.stdout
+    assert server.ping() is None and server.running() == []
