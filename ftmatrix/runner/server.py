@@ -255,14 +255,25 @@ def serve(*, idle: float) -> int:
     stopping: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    # a job's exit wakes the loop at once (its runner is waiting to start the next job)
+    exited, wake = socket.socketpair()
+    exited.setblocking(False)
+    wake.setblocking(False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # (the wakeup fd needs a handler)
+    signal.set_wakeup_fd(wake.fileno())
     jobs: dict[int, socket.socket] = {}
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
+    selector.register(exited, selectors.EVENT_READ)
     last_busy = time.monotonic()
     started = time.time()
     try:
         while not stopping:
-            for _key, _events in selector.select(timeout=0.2):
+            for key, _events in selector.select(timeout=0.5):
+                if key.fileobj is exited:
+                    with contextlib.suppress(BlockingIOError):
+                        exited.recv(4096)
+                    continue
                 with contextlib.suppress(BlockingIOError, InterruptedError):
                     conn, _ = listener.accept()
                     _answer(
@@ -272,6 +283,8 @@ def serve(*, idle: float) -> int:
                         jobs=jobs,
                         status={"pid": os.getpid(), "fingerprint": fp, "started": started},
                         stopping=stopping,
+                        exited=exited,
+                        wake=wake,
                     )
             _reap(jobs)
             if jobs:
@@ -289,7 +302,7 @@ def serve(*, idle: float) -> int:
     return 0
 
 
-def _answer(conn, *, listener, selector, jobs, status, stopping) -> None:
+def _answer(conn, *, listener, selector, jobs, status, stopping, exited, wake) -> None:
     try:
         conn.settimeout(5)
         data, fds, _flags, _addr = socket.recv_fds(conn, MESSAGE, 4)
@@ -310,8 +323,12 @@ def _answer(conn, *, listener, selector, jobs, status, stopping) -> None:
     if pid == 0:  # the job
         code = 1
         try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             selector.close()
             listener.close()
+            exited.close()
+            wake.close()
             for other in jobs.values():
                 other.close()
             conn.close()
