@@ -2,10 +2,11 @@
 ViT-Base/16 and ResNet-50 at 224 px, the same batch, measured in one run.
 
 ftmatrix's side is the trainer's own code: `job._autocast("auto")` (bf16 where the GPU
-has it natively), channels_last for the torchvision (convolutional) model as
-`job.train` sets it on CUDA, `optim.build_optimizer` (fused AdamW on CUDA), and
-`loop.train_epoch` itself (batches copied from pinned memory with non_blocking,
-losses kept on the device and read every `log_every` = 10 steps). The plain loop is
+has it natively), `job._tune_kernels` (cuDNN's algorithm search), channels_last for
+the torchvision (convolutional) model as `job.train` sets it on CUDA,
+`optim.build_optimizer` (fused AdamW on CUDA), and `loop.train_epoch` itself (batches
+copied from pinned memory with non_blocking, losses kept on the device and read every
+`log_every` = 10 steps). The plain loop is
 the one most scripts write: fp32, contiguous memory, torch's default AdamW, a blocking
 copy of each batch, `loss.item()` every step.
 
@@ -63,6 +64,7 @@ def ftmatrix_rate(built, x, y, *, device, steps: int, warmup: int, compile_: boo
 
     spec = TrainConfig.model_validate({"lr": LR, "optimizer": "adamw"})
     autocast = job._autocast(spec.precision, device)
+    job._tune_kernels(device)  # cuDNN's algorithm search, as job.train turns it on
     model = built.model.to(device)
     if device.type == "cuda" and built.source == "torchvision":
         model = model.to(memory_format=torch.channels_last)  # as job.train does
@@ -98,6 +100,7 @@ def plain_rate(built, x, y, *, device, steps: int, warmup: int) -> float:
 
     from ftmatrix.trainers.models import logits
 
+    torch.backends.cudnn.benchmark = False  # torch's default (the ftmatrix side turns it on)
     model = built.model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     model.train()
@@ -119,6 +122,54 @@ def plain_rate(built, x, y, *, device, steps: int, warmup: int) -> float:
 
     run(warmup)
     return run(steps)
+
+
+def augment_rates(device, *, n: int = 2048, batch: int = 64) -> dict[str, float]:
+    """Images/s of training-time augmentation (random resized crop 256 -> 224, flip,
+    colour jitter) from uint8 images in memory to normalised batches on the device: per
+    image on the device in the training process (`Inputs(transform=...)`, what
+    `loop.augment_on_device` picks) vs per image in DataLoader workers on the CPU."""
+    import torch
+
+    from ftmatrix.config import AugmentConfig
+    from ftmatrix.trainers import loop
+    from ftmatrix.trainers.data import Split
+
+    built = resnet50()
+    transform = loop.augmentation(AugmentConfig(enabled=True, color_jitter=0.2), 224)
+    generator = torch.Generator().manual_seed(0)
+    split = Split(
+        x=torch.randint(0, 256, (n, 3, 256, 256), dtype=torch.uint8, generator=generator),
+        y=torch.zeros(n, dtype=torch.long),
+    )
+    workers = loop.default_workers(augmented=True) or 2
+
+    def rate(on_device: bool, loader_workers: int) -> float:
+        inputs = loop.Inputs(built, device, "image", transform=transform if on_device else None)
+        data = loop.loader(
+            split,
+            kind="image",
+            batch_size=batch,
+            shuffle_seed=0,
+            transform=None if on_device else transform,
+            workers=loader_workers,
+        )
+        for x, _y in data:  # warm-up: workers started, kernels loaded
+            inputs(x)
+            break
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for x, _y in data:
+            inputs(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return n / (time.perf_counter() - start)
+
+    return {
+        "on the device, per image (ftmatrix)": rate(True, 0),
+        f"CPU, {workers} DataLoader workers": rate(False, workers),
+    }
 
 
 def main() -> None:
@@ -180,6 +231,11 @@ def main() -> None:
         del built
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    rates = augment_rates(device, n=128 if args.cpu_check else 2048)
+    base = rates[next(reversed(rates))]
+    print("Augmentation (crop, flip, colour jitter) to normalised batches on the device:")
+    for side, value in rates.items():
+        print(f"  {side:36s} {value:9.1f} images/s   {value / base:5.2f}x the CPU workers")
 
 
 if __name__ == "__main__":

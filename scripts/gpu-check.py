@@ -11,7 +11,9 @@ matrix on the GPU through the CLI and checks what only a GPU can show:
 - two jobs share the GPU (`--gpus all --jobs-per-gpu 2`): their progress.jsonl
   start/end times overlap;
 - a job killed by `FTMATRIX_FAULT=exit@2` resumes from its epoch-1 checkpoint on the GPU
-  (CUDA RNG state and optimizer state restored) with `--retry-failed`, and finishes.
+  (CUDA RNG state and optimizer state restored) with `--retry-failed`, and finishes;
+- jobs forked by the warm server (`ftmatrix server start`, which never touches CUDA)
+  train on the GPU like the others.
 
 Data are generated here (coloured-square PNGs, a two-topic CSV); nothing is downloaded.
 
@@ -191,6 +193,27 @@ def main() -> int:
         for b in spans
     )
     check(overlap, "two jobs ran on the GPU at the same time (--jobs-per-gpu 2)")
+    os.environ["FTMATRIX_SERVER_DIR"] = str(work / "servers")
+    started = ftmatrix("server", "start", "--idle", "5")
+    check(started.returncode == 0, "the warm server started")
+    warm_dir = ["--runs-dir", str(work / "runs-warm")]
+    served = ftmatrix(
+        "run", matrix, *warm_dir, "--launcher", "server", "--only", "compile=false", *pool
+    )
+    check(served.returncode == 0, "a run forked by the warm server finishes")
+    for job_id, name in names.items():
+        if name == "resnet-compiled":
+            continue
+        job = work / "runs-warm" / "gpucheck" / job_id
+        result = json.loads((job / "result.json").read_text())
+        first = (job / "log.txt").read_text().splitlines()[0]
+        acc = (result.get("test") or {}).get("accuracy", 0.0)
+        print(f"  warm {name}: {first!r}, {result['device']}, accuracy {acc:.3f}")
+        check(
+            "(warm server)" in first and str(result["device"]).startswith("cuda" if gpu else "cpu"),
+            f"{name} forked by the warm server, trained on {'cuda' if gpu else 'cpu'}",
+        )
+    ftmatrix("server", "stop")
     report = ftmatrix("report", matrix, *runs_dir)
     check(report.returncode == 0 and (runs / "report.md").exists(), "report written")
     print("gpu-check:", "all checks hold" if not failures else f"{len(failures)} FAILED")

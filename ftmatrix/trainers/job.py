@@ -171,6 +171,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     spec = cfg.train
     device = _device(spec.device)
     autocast = _autocast(spec.precision, device)
+    _tune_kernels(device)
     result.device = str(device) + (
         f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     )
@@ -429,6 +430,14 @@ def _autocast(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or native:
         return torch.bfloat16
     return None
+
+
+def _tune_kernels(device: torch.device) -> None:
+    """cuDNN times its convolution algorithms on the first batch of each shape and keeps
+    the fastest: every batch of a job has the image size of the matrix (one other shape
+    for a short last batch), so the search pays for itself within the first epoch."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 def _seed(seed: int) -> None:
