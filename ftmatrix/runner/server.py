@@ -82,7 +82,10 @@ def fingerprint() -> str:
     """What a forked job inherits from its server and cannot change afterwards."""
     digest = hashlib.sha256(f"{sys.executable}\n{sys.version}\n{PRELOAD}\n".encode())
     for name in ("torch", "torchvision", "transformers", "peft"):
-        spec = importlib.util.find_spec(name)  # a top-level name: found, not imported
+        try:
+            spec = importlib.util.find_spec(name)  # a top-level name: found, not imported
+        except (ImportError, ValueError):  # (ValueError: a module without a spec)
+            spec = None
         origin = Path(spec.origin) if spec and spec.origin else None
         stamp = origin.stat().st_mtime_ns if origin else None
         digest.update(f"{name}:{origin}:{stamp}\n".encode())

@@ -32,6 +32,13 @@ grid:
 """
 
 
+@pytest.fixture(autouse=True)
+def no_warm_server(tmp_path_factory, monkeypatch):
+    """No test finds a warm server it did not start (a developer's own, say): each looks
+    in an empty folder unless it asks for `warm_server`."""
+    monkeypatch.setenv("FTMATRIX_SERVER_DIR", str(tmp_path_factory.mktemp("no-server")))
+
+
 @pytest.fixture
 def tiny(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
