@@ -126,49 +126,81 @@ def plain_rate(built, x, y, *, device, steps: int, warmup: int) -> float:
 
 def augment_rates(device, *, n: int = 2048, batch: int = 64) -> dict[str, float]:
     """Images/s of training-time augmentation (random resized crop 256 -> 224, flip,
-    colour jitter) from uint8 images in memory to normalised batches on the device: per
-    image on the device in the training process (`Inputs(transform=...)`, what
-    `loop.augment_on_device` picks) vs per image in DataLoader workers on the CPU."""
+    colour jitter) from uint8 images in memory to normalised batches on the device:
+    ftmatrix's `augment.BatchAugment` (each step one batched operation, on the device)
+    vs torchvision v2 per image, in DataLoader workers on the CPU (the usual script)
+    and on the device in the training process (ftmatrix's way before BatchAugment)."""
+    import os
+
     import torch
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision.transforms import v2
 
     from ftmatrix.config import AugmentConfig
     from ftmatrix.trainers import loop
+    from ftmatrix.trainers.augment import BatchAugment
     from ftmatrix.trainers.data import Split
 
     built = resnet50()
-    transform = loop.augmentation(AugmentConfig(enabled=True, color_jitter=0.2), 224)
+    spec = AugmentConfig(enabled=True, color_jitter=0.2)
+    per_image = v2.Compose(
+        [
+            v2.RandomResizedCrop(224, scale=spec.crop_scale, antialias=True),
+            v2.RandomHorizontalFlip(spec.horizontal_flip),
+            v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
     generator = torch.Generator().manual_seed(0)
     split = Split(
         x=torch.randint(0, 256, (n, 3, 256, 256), dtype=torch.uint8, generator=generator),
         y=torch.zeros(n, dtype=torch.long),
     )
-    workers = loop.default_workers(augmented=True) or 2
+    workers = max(2, min(8, (os.cpu_count() or 1) - 1))
 
-    def rate(on_device: bool, loader_workers: int) -> float:
-        inputs = loop.Inputs(built, device, "image", transform=transform if on_device else None)
-        data = loop.loader(
-            split,
-            kind="image",
-            batch_size=batch,
-            shuffle_seed=0,
-            transform=None if on_device else transform,
-            workers=loader_workers,
-        )
-        for x, _y in data:  # warm-up: workers started, kernels loaded
-            inputs(x)
+    class PerImage(Dataset):
+        def __len__(self) -> int:
+            return n
+
+        def __getitem__(self, i: int):
+            return per_image(split.x[i]), split.y[i]
+
+    def timed(batches, prepare) -> float:
+        for x, _y in batches:  # warm-up: workers started, kernels loaded
+            prepare(x)
             break
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        for x, _y in data:
-            inputs(x)
+        for x, _y in batches:
+            prepare(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return n / (time.perf_counter() - start)
 
+    sliced = loop.loader(split, kind="image", batch_size=batch, shuffle_seed=0)
+    batched = loop.Inputs(built, device, "image", transform=BatchAugment(spec, 224))
+    mean = torch.tensor(built.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(built.std, device=device).view(1, -1, 1, 1)
+
+    def on_device_per_image(x):
+        x = x.to(device, non_blocking=True)
+        return (torch.stack([per_image(image) for image in x]) - mean) / std
+
+    cpu = DataLoader(
+        PerImage(),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=True,
+    )
     return {
-        "on the device, per image (ftmatrix)": rate(True, 0),
-        f"CPU, {workers} DataLoader workers": rate(False, workers),
+        "ftmatrix, batched on the device": timed(sliced, batched),
+        "v2 per image on the device": timed(sliced, on_device_per_image),
+        f"v2 per image, {workers} CPU workers": timed(
+            cpu, lambda x: (x.to(device, non_blocking=True) - mean) / std
+        ),
     }
 
 

@@ -62,7 +62,8 @@ def _named(cls_name: str):
 
 
 class AugmentConfig(Section):
-    """Training-time image augmentation (torchvision transforms v2). Ignored for text."""
+    """Training-time image augmentation, each image its own draw from torchvision's
+    ranges, a batch at a time on the training device. Ignored for text."""
 
     enabled: bool = Field(False, description="Turn augmentation on; the settings below apply.")
     horizontal_flip: float = Field(
@@ -123,7 +124,12 @@ class DataConfig(Section):
         default_factory=AugmentConfig, description="Training-time image augmentation."
     )
     num_workers: int | None = Field(
-        None, ge=0, description="DataLoader workers; default: chosen for the machine."
+        None,
+        ge=0,
+        description=(
+            "DataLoader worker processes; default none: batches are slices of the decoded "
+            "tensors and augmentation runs batched on the device."
+        ),
     )
 
     @model_validator(mode="after")

@@ -6,10 +6,11 @@ a train split and maybe val and test; the missing ones are cut from train, strat
 with `data.split_seed`. `data.limit` keeps a stratified subset of that many examples,
 shared among the given splits by their sizes, before anything is decoded.
 
-Images are decoded and resized once, into uint8 tensors; augmentation (torchvision
-transforms v2) runs on those tensors per batch. Texts are tokenised once. With a
-`cache_dir` both are kept on disk for later jobs (see `cache`): images per (files with
-their sizes and mtimes, image size), texts per (texts, tokenizer, max_length).
+Images are decoded and resized once, into uint8 tensors; augmentation
+(`augment.BatchAugment`) runs on those tensors per batch, on the device. Texts are
+tokenised once. With a `cache_dir` both are kept on disk for later jobs (see `cache`):
+images per (files with their sizes and mtimes, image size), texts per (texts,
+tokenizer, max_length).
 """
 
 from __future__ import annotations

@@ -42,7 +42,17 @@ from ftmatrix.result import (
     Result,
     write_json_atomic,
 )
-from ftmatrix.trainers import checkpoint, data, distill, loop, losses, metrics, models, optim
+from ftmatrix.trainers import (
+    augment,
+    checkpoint,
+    data,
+    distill,
+    loop,
+    losses,
+    metrics,
+    models,
+    optim,
+)
 from ftmatrix.trainers import lora as lora_mod
 from ftmatrix.trainers.models import ConfigError
 
@@ -229,16 +239,17 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
     schedule = optim.Schedule(spec, optimizer, n_train=len(splits.train))
     inputs = loop.Inputs(built, device, splits.kind)
-    train_inputs, transform = inputs, None
+    train_inputs = inputs
     if splits.kind == "image" and cfg.data.augment.enabled:
-        transform = loop.augmentation(cfg.data.augment, cfg.model.image_size)
-    for split in (
-        (splits.val, splits.test) if transform else (splits.train, splits.val, splits.test)
-    ):
-        inputs.normalize_once(split)  # augmentation works on the uint8 training images
-    if transform is not None and loop.augment_on_device(device):
+        # on the uint8 training batches, on the device: the loader only slices them
+        transform = augment.BatchAugment(cfg.data.augment, cfg.model.image_size)
         train_inputs = loop.Inputs(built, device, splits.kind, transform=transform)
-        transform = None  # the loader only slices uint8 batches
+    for split in (
+        (splits.val, splits.test)
+        if train_inputs.transform
+        else (splits.train, splits.val, splits.test)
+    ):
+        inputs.normalize_once(split)
 
     # ---- resume
     es = cfg.train.early_stopping
@@ -276,8 +287,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
             kind=splits.kind,
             batch_size=batch,
             shuffle_seed=spec.seed * 100_003 + epoch,
-            transform=transform,
-            workers=cfg.data.num_workers,  # None: loop.default_workers
+            workers=cfg.data.num_workers,
         )
 
         def on_log(step, n_steps, loss, rate, epoch=epoch):

@@ -8,7 +8,6 @@ and are read every `log_every` steps. Batches are shuffled by a generator seeded
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
-from ftmatrix.config import AugmentConfig
 from ftmatrix.trainers.data import ImageBatches, Split, TextBatches
 from ftmatrix.trainers.models import Built, logits
 
@@ -38,9 +36,9 @@ class Interrupted(Exception):
 class Inputs:
     """Turns stored batches into model inputs on the device.
 
-    `transform` (training batches only): per-image random augmentation applied here, to
-    the uint8 batch already on the device — on a GPU that keeps the CPU out of the step
-    (see `augment_on_device`); torchvision v2 transforms work on tensors anywhere."""
+    `transform` (training batches only): `augment.BatchAugment`, applied here to the
+    uint8 batch already on the device, every image its own draw, in a few batched
+    operations: on a GPU the CPU stays out of the step."""
 
     built: Built
     device: torch.device
@@ -57,10 +55,8 @@ class Inputs:
         x = x.to(self.device, non_blocking=True)
         if x.dtype != torch.uint8:  # normalised once up front (see normalize_once)
             return x
-        if self.transform is not None:
-            # each image its own random draw (a batch-level call would share one draw)
-            x = torch.stack([self.transform(image) for image in x])
-        return (x.float().div_(255) - self.mean) / self.std
+        x = self.transform(x) if self.transform is not None else x.float().div_(255)
+        return (x - self.mean) / self.std
 
     def normalize_once(self, split: Split, *, limit_bytes: int = 1 << 30) -> None:
         """Store a small split's images already normalised (float32), so batches are
@@ -89,54 +85,23 @@ class Sliced(Dataset):
         return x, self.split.y[index]
 
 
-class Augmented(ImageBatches):
-    """Per-image random transforms (torchvision v2, on uint8 tensors)."""
-
-    def __init__(self, split: Split, transform):
-        super().__init__(split)
-        self.transform = transform
-
-    def __getitem__(self, i: int):
-        return self.transform(self.split.x[i]), self.split.y[i]
-
-
-def augmentation(spec: AugmentConfig, size: int):
-    from torchvision.transforms import v2
-
-    steps = []
-    if spec.resized_crop:
-        steps.append(v2.RandomResizedCrop(size, scale=spec.crop_scale, antialias=True))
-    if spec.horizontal_flip:
-        steps.append(v2.RandomHorizontalFlip(spec.horizontal_flip))
-    if spec.affine_degrees or spec.affine_translate:
-        t = spec.affine_translate
-        steps.append(v2.RandomAffine(spec.affine_degrees, translate=(t, t) if t else None))
-    if spec.grayscale:
-        steps.append(v2.RandomGrayscale(spec.grayscale))
-    if spec.color_jitter:
-        j = spec.color_jitter
-        steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
-    return v2.Compose(steps)
-
-
 def loader(
     split: Split,
     *,
     kind: str,
     batch_size: int,
     shuffle_seed: int | None = None,
-    transform=None,
     workers: int | None = None,
 ) -> DataLoader:
-    """Batches of a split; `workers` None: `default_workers`. Pinned memory on CUDA
-    (faster, asynchronous copies to the GPU); workers persist across the loader's
-    epochs when there are any."""
-    if workers is None:
-        workers = default_workers(augmented=transform is not None)
+    """Batches of a split. Without `workers` (the default, 0) a batch is one slice of
+    the decoded tensors in memory: worker processes would only add pickling. Pinned
+    memory on CUDA (faster, asynchronous copies to the GPU); workers, where asked for,
+    persist across the loader's epochs."""
+    workers = workers or 0
     generator = None
     if shuffle_seed is not None:
         generator = torch.Generator().manual_seed(shuffle_seed)
-    if transform is None and workers == 0:
+    if workers == 0:
         # in-memory tensors: slice whole batches (no per-example indexing and collation)
         order = RandomSampler(split.y, generator=generator) if generator else range(len(split))
         return DataLoader(
@@ -145,12 +110,7 @@ def loader(
             batch_size=None,
             pin_memory=torch.cuda.is_available(),
         )
-    if kind == "text":
-        dataset = TextBatches(split)
-    elif transform is not None:
-        dataset = Augmented(split, transform)
-    else:
-        dataset = ImageBatches(split)
+    dataset = TextBatches(split) if kind == "text" else ImageBatches(split)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -160,26 +120,6 @@ def loader(
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
     )
-
-
-def augment_on_device(device: torch.device) -> bool:
-    """Augment training batches on the GPU (in `Inputs`) rather than per image in the
-    DataLoader: a GPU runs the small per-image kernels faster than CPU workers feed it.
-    On a CPU both ways are the same work, and the DataLoader path can use workers."""
-    return device.type == "cuda"
-
-
-def default_workers(*, augmented: bool) -> int:
-    """DataLoader worker processes when data.num_workers is not set.
-
-    The data is already decoded, in memory or mapped from the cache: without
-    augmentation a batch is one slice, and workers would only add pickling, so 0.
-    Per-image augmentation is CPU work: on a GPU machine workers do it while the GPU
-    trains (all cores but the training process's, at most 8); on a CPU-only machine
-    they would take the cores the model's own threads use, so 0 there too."""
-    if not augmented or not torch.cuda.is_available():
-        return 0
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
 @dataclass

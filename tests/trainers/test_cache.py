@@ -261,16 +261,14 @@ def test_the_cache_lives_in_the_runs_root_unless_told(tmp_path, monkeypatch):
     assert cache.default_dir(job) is None
 
 
-def test_loader_workers_only_where_they_pay(monkeypatch):
-    """(loop.default_workers, tested here with the data it is about.)"""
+def test_the_loader_slices_batches_unless_workers_are_asked_for():
     from ftmatrix.trainers import loop
+    from ftmatrix.trainers.data import Split
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert loop.default_workers(augmented=False) == 0
-    assert loop.default_workers(augmented=True) == 0  # CPU: the model needs the cores
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    assert loop.default_workers(augmented=False) == 0  # slicing in-memory tensors
-    assert loop.default_workers(augmented=True) == 8
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert loop.default_workers(augmented=True) == 1
+    split = Split(x=torch.arange(10).view(10, 1), y=torch.arange(10))
+    sliced = loop.loader(split, kind="image", batch_size=4)
+    assert sliced.num_workers == 0 and sliced.batch_size is None  # whole slices, no collate
+    assert [len(y) for _x, y in sliced] == [4, 4, 2]
+    workers = loop.loader(split, kind="image", batch_size=4, shuffle_seed=1, workers=1)
+    assert workers.num_workers == 1 and workers.persistent_workers
+    assert sorted(torch.cat([y for _x, y in workers]).tolist()) == list(range(10))
