@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from ftmatrix.result import LOG
-from ftmatrix.runner.launch import PRELOAD, Process, become_job
+from ftmatrix.runner.launch import PRELOAD, ForkServerLauncher, Process, become_job
 
 IDLE_MINUTES = 30
 # read when those libraries are imported, so a server must have been started with the
@@ -195,20 +195,33 @@ def _alive(pid: int) -> bool:
 
 
 class ServerLauncher:
-    """Jobs forked by a warm server (see the module's doc)."""
+    """Jobs forked by a warm server (see the module's doc). Should the server stop
+    during the run (`ftmatrix server stop`, say), the run's later jobs go to a fork
+    server of its own."""
 
     def __init__(self, path: Path, info: dict):
         self.path = path
         self.info = info  # the ping reply: pid, started, jobs
+        self.fallback: ForkServerLauncher | None = None
 
-    def start(self, job_dir: Path, *, env: dict[str, str], lock_fd: int) -> ServedProcess:
+    def start(self, job_dir: Path, *, env: dict[str, str], lock_fd: int) -> Process:
         job_dir = job_dir.resolve()
+        if self.fallback is None:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                conn.connect(str(self.path))
+            except OSError:  # gone before this job was sent: nothing of it started
+                conn.close()
+                self.fallback = ForkServerLauncher()
+            else:
+                return self._send(conn, job_dir, env=env, lock_fd=lock_fd)
+        return self.fallback.start(job_dir, env=env, lock_fd=lock_fd)
+
+    def _send(self, conn, job_dir: Path, *, env: dict[str, str], lock_fd: int) -> ServedProcess:
         with open(job_dir / LOG, "ab") as log:
             log.write(f"--- start {time.strftime('%Y-%m-%d %H:%M:%S')} (warm server)\n".encode())
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             conn.settimeout(30)
-            conn.connect(str(self.path))
             message = json.dumps({"job_dir": str(job_dir), "env": dict(env)}).encode()
             socket.send_fds(conn, [message], [lock_fd])
             reply = json.loads(conn.recv(MESSAGE))

@@ -100,3 +100,29 @@ def test_a_server_stops_when_idle_and_on_request(tmp_path, monkeypatch):
     stopped = subprocess.run([*cli, "stop"], capture_output=True, text=True, timeout=60)
     assert stopped.returncode == 0 and f"stopped 1 server(s): pid {pid}" in stopped.stdout
     assert server.ping() is None and server.running() == []
+
+
+def test_a_server_stopped_mid_run_leaves_its_job_followed_and_the_rest_forked(
+    tiny, tmp_path, monkeypatch
+):
+    from . import conftest
+
+    env = {"FTMATRIX_SERVER_DIR": str(tmp_path / "servers")}
+    monkeypatch.setenv("FTMATRIX_SERVER_DIR", env["FTMATRIX_SERVER_DIR"])
+    info, _seconds, _log = server.start(idle=60)
+    assert info is not None
+    monkeypatch.setattr(conftest, "ENV", env)
+    first, *rest = ids(tiny)
+    root = tiny.parent / "runs" / "tiny"
+    # the first job hangs in epoch 1 until the runner's --timeout stops it
+    proc = runner(tiny, "--timeout", "15", env={"FTMATRIX_FAULT": f"sleep@1:{first}"})
+    wait_for(lambda: (root / first / "starts.log").exists())
+    assert [s["pid"] for s in server.stop()] == [info["pid"]]
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 1, out
+    # its server gone, the runner still followed the job by pid and stopped it in time
+    assert read_result(root / first).error_class == "timeout"
+    assert "(warm server)" in (root / first / LOG).read_text().splitlines()[0]
+    for job_id in rest:  # the later jobs: the run's own fork server
+        assert read_result(root / job_id).status == "done"
+        assert "(forked)" in (root / job_id / LOG).read_text().splitlines()[0]
