@@ -100,13 +100,16 @@ def run(
     jobs = select(plan.jobs, options.only)
     states = {j.id: store.state(root / j.id) for j in jobs}
     queue = [j for j in jobs if todo(j, states[j.id], options)]
+    # running in another process (a second `ftmatrix run`): waited for, not skipped
+    queued = {j.id for j in queue}
+    running = [j for j in jobs if states[j.id] == "running" and j.id not in queued]
     if not checked(queue, plan=plan, root=root, display=display):
         return 2
     store.prepare(plan, root)
     display.start(len(jobs), len(queue))
     ctrl_c = CtrlC()
     try:
-        elsewhere = _run_queue(
+        elsewhere = running + _run_queue(
             queue,
             plan=plan,
             root=root,
@@ -115,8 +118,18 @@ def run(
             launcher=launcher,
             ctrl_c=ctrl_c,
         )
-        if not ctrl_c.count and elsewhere:
-            _wait_for(elsewhere, root, display, ctrl_c)
+        while elsewhere and not ctrl_c.count:
+            # a job the other process left unfinished (interrupted, say) is ours to run
+            left = _wait_for(elsewhere, root, display, ctrl_c)
+            elsewhere = _run_queue(
+                left,
+                plan=plan,
+                root=root,
+                options=options,
+                display=display,
+                launcher=launcher,
+                ctrl_c=ctrl_c,
+            )
     finally:
         ctrl_c.restore()
         display.close()
@@ -354,15 +367,20 @@ def follow_progress(
     return offset + end
 
 
-def _wait_for(jobs: list[Job], root: Path, display: Plain, ctrl_c: CtrlC) -> None:
-    """Wait for jobs another process is running, showing how each ended."""
+def _wait_for(jobs: list[Job], root: Path, display: Plain, ctrl_c: CtrlC) -> list[Job]:
+    """Wait for jobs another process is running, showing how each ended; those that
+    it left still to do (it was interrupted or killed), for this runner to run."""
     display.say(f"waiting for {len(jobs)} job(s) running in another process")
     pending = {j.id: j for j in jobs}
+    left = []
     while pending and not ctrl_c.count:
         for job_id, job in list(pending.items()):
             if not store.is_locked(root / job_id):
-                result = store.read_status(root / job_id)
-                state = store.state(root / job_id)
-                display.job_finished(job, state, result, 0.0)
                 del pending[job_id]
+                state = store.state(root / job_id)
+                if state in ("pending", "interrupted"):  # (its failures stay failed)
+                    left.append(job)
+                else:
+                    display.job_finished(job, state, store.read_status(root / job_id), 0.0)
         time.sleep(0.2)
+    return left

@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,15 +82,21 @@ class Claim:
 
 
 def claim(job_dir: Path) -> Claim | None:
-    """Take the job's lock without waiting; None when another process holds it."""
+    """Take the job's lock without waiting; None when another process holds it.
+
+    Three tries 10 ms apart: `is_locked` (another runner's status look) holds the lock
+    for microseconds, a job for its whole life."""
     job_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(job_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return Claim(fd)
+    for attempt in range(3):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return Claim(fd)
+        except BlockingIOError:
+            if attempt < 2:
+                time.sleep(0.01)
+    os.close(fd)
+    return None
 
 
 @contextlib.contextmanager

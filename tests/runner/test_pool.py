@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from ftmatrix.cli import _slots, app
 from ftmatrix.result import read_result
 
-from .conftest import MATRIX, ids, runner, starts
+from .conftest import MATRIX, ids, runner, starts, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -91,3 +91,23 @@ def test_bad_pool_options_exit_2_before_anything_runs(tmp_path, args):
     result = CliRunner().invoke(app, ["run", str(matrix), *args])
     assert result.exit_code == 2, result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_job_another_process_held_but_left_unfinished_is_run_here(tmp_path):
+    from ftmatrix.runner import store
+
+    matrix = tmp_path / "tiny.yaml"
+    matrix.write_text(textwrap.dedent(MATRIX))
+    held, *rest = ids(matrix)
+    root = tmp_path / "runs" / "tiny"
+    claim = store.claim(root / held)  # "another runner" has the first job...
+    proc = runner(matrix)
+    try:
+        wait_for(lambda: all((root / i / "result.json").exists() for i in rest))
+    finally:
+        claim.release()  # ...and goes away without finishing it
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, out
+    assert "waiting for 1 job(s) running in another process" in out
+    assert read_result(root / held).status == "done"
+    assert all(len(starts(matrix, i)) == 1 for i in [held, *rest])

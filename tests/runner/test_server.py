@@ -1,7 +1,7 @@
-"""The warm job server (`ftmatrix server start`): jobs forked from it give the numbers a
-fresh interpreter gives; a runner uses it only for the same code and setting; it stops
-when asked or when idle. The runner's fault tests run against it too
-(test_execute.py, the `server` launcher)."""
+"""The warm job server (`ftmatrix server start`): jobs forked from it give the numbers
+the runner's own fork server gives; a runner uses it only for the same code and
+setting; it stops when asked or when idle. The runner's fault tests run against it
+too (test_execute.py, the `server` launcher)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def results(matrix) -> dict[str, tuple]:
     return out
 
 
-def test_jobs_forked_by_the_server_give_a_fresh_interpreters_numbers(
+def test_jobs_forked_by_the_server_give_the_runners_own_fork_servers_numbers(
     tiny, tmp_path, warm_server, monkeypatch
 ):
     from . import conftest
@@ -42,15 +42,16 @@ def test_jobs_forked_by_the_server_give_a_fresh_interpreters_numbers(
         assert (root / job_id / LOG).read_text().startswith("--- start"), job_id
         assert "(warm server)" in (root / job_id / LOG).read_text().splitlines()[0]
 
-    fresh = tmp_path / "fresh"
-    fresh.mkdir()
-    spawned_matrix = fresh / "tiny.yaml"
-    spawned_matrix.write_text(tiny.read_text())
-    monkeypatch.setattr(conftest, "LAUNCHER", "spawn")
-    spawned = runner(spawned_matrix)
-    out = spawned.communicate(timeout=300)[0]
-    assert spawned.returncode == 0, out
-    assert results(tiny) == results(spawned_matrix)
+    other = tmp_path / "other"
+    other.mkdir()
+    forked_matrix = other / "tiny.yaml"
+    forked_matrix.write_text(tiny.read_text())
+    monkeypatch.setattr(conftest, "LAUNCHER", "forkserver")
+    forked = runner(forked_matrix)
+    out = forked.communicate(timeout=300)[0]
+    assert forked.returncode == 0, out
+    assert "(forked)" in (other / "runs" / "tiny" / ids(tiny)[0] / LOG).read_text()
+    assert results(tiny) == results(forked_matrix)
     assert all(r[0] == "done" for r in results(tiny).values())
 
 
