@@ -474,7 +474,8 @@ def server(
         pids = ", ".join(str(info["pid"]) for info in stopped)
         console.print(f"stopped {len(stopped)} server(s)" + (f": pid {pids}" if pids else ""))
         return
-    info = warm.ping()
+    path = warm.address()  # (a fingerprint of the code and setting: worked out once)
+    info = warm.ping(path)
     if action == "status":
         others = len(warm.running()) - (info is not None)
         if others:
@@ -486,7 +487,7 @@ def server(
         up = time.time() - info["started"]
         console.print(
             f"warm server pid {info['pid']}, up {up / 60:.1f} min, "
-            f"{info['jobs']} job(s) running; socket {warm.address()}"
+            f"{info['jobs']} job(s) running; socket {path}"
         )
         return
     with console.status("starting the warm server (importing torch, transformers, peft)"):

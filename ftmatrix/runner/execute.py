@@ -108,9 +108,10 @@ def run(
     store.prepare(plan, root)
     display.start(len(jobs), len(queue))
     ctrl_c = CtrlC()
-    try:
-        elsewhere = running + _run_queue(
-            queue,
+
+    def run_queue(jobs: list[Job]) -> list[Job]:
+        return _run_queue(
+            jobs,
             plan=plan,
             root=root,
             options=options,
@@ -118,18 +119,12 @@ def run(
             launcher=launcher,
             ctrl_c=ctrl_c,
         )
+
+    try:
+        elsewhere = running + run_queue(queue)
         while elsewhere and not ctrl_c.count:
             # a job the other process left unfinished (interrupted, say) is ours to run
-            left = _wait_for(elsewhere, root, display, ctrl_c)
-            elsewhere = _run_queue(
-                left,
-                plan=plan,
-                root=root,
-                options=options,
-                display=display,
-                launcher=launcher,
-                ctrl_c=ctrl_c,
-            )
+            elsewhere = run_queue(_wait_for(elsewhere, root, display, ctrl_c))
     finally:
         ctrl_c.restore()
         display.close()
