@@ -56,7 +56,7 @@ def naive(n: int) -> float:
 
 
 def main() -> None:
-    from ftmatrix.runner import plan
+    from ftmatrix.matrix import plan
 
     baseline = naive(SAMPLE) * POINTS / SAMPLE
     print(f"naive per-job validation:        {baseline:.2f} s (scaled from {SAMPLE:,} jobs)")

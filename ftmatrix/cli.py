@@ -32,7 +32,8 @@ MaxJobs = Annotated[
 
 def _load_plan(path: Path, max_jobs: int):
     """Load and expand a matrix, or print every problem and exit 2."""
-    from ftmatrix.runner import matrix, plan
+    from ftmatrix.matrix import plan
+    from ftmatrix.matrix import spec as matrix
 
     try:
         return plan.load_plan(path, max_jobs=max_jobs)
@@ -80,7 +81,7 @@ def schema(
     ] = None,
 ) -> None:
     """Print the JSON Schema of matrix files, for editor autocompletion (see README)."""
-    from ftmatrix.runner import matrix
+    from ftmatrix.matrix import spec as matrix
 
     text = json.dumps(matrix.json_schema(), indent=2) + "\n"
     if out is None:
@@ -170,8 +171,8 @@ def run(
 
     Exit code: 0 all done, 1 some failed, 2 invalid input, 130 interrupted (Ctrl-C).
     """
+    from ftmatrix.matrix.select import SelectError
     from ftmatrix.runner import execute, launch, progress, store
-    from ftmatrix.runner.select import SelectError
 
     if launcher not in ("auto", "server", "forkserver", "spawn"):
         err_console.print(f"--launcher must be auto, server, forkserver or spawn, not {launcher!r}")
@@ -280,7 +281,7 @@ def _slurm_spec(settings, flags: dict, sbatch_args: list[str]):
     """The matrix's executor.slurm settings with the command line's flags on top."""
     from pydantic import ValidationError
 
-    from ftmatrix.runner.executors import SlurmSpec
+    from ftmatrix.matrix.executors import SlurmSpec
 
     merged = settings.slurm.model_dump() if settings else {}
     merged.update({k: v for k, v in flags.items() if v is not None})

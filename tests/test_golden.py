@@ -14,7 +14,7 @@ import typer
 
 from ftmatrix import result
 from ftmatrix.cli import app
-from ftmatrix.runner import plan
+from ftmatrix.matrix import plan
 from ftmatrix.runner import studies
 
 ROOT = Path(__file__).parent.parent

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ftmatrix.runner import plan
+from ftmatrix.matrix import plan
 
 MATRICES = sorted((Path(__file__).parent.parent / "matrices").glob("*.yaml"))
 

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ftmatrix.matrix.plan import Job, Plan
+from ftmatrix.matrix.select import select
 from ftmatrix.result import LOG, PROGRESS, Result, read_metrics, write_json_atomic
 from ftmatrix.runner import preflight, store
 from ftmatrix.runner.launch import Handle, Launcher, SpawnLauncher
-from ftmatrix.runner.plan import Job, Plan
 from ftmatrix.runner.progress import Plain
-from ftmatrix.runner.select import select
 
 INTERRUPTED = 130
 

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ftmatrix.runner.plan import Job
+from ftmatrix.matrix.plan import Job
 
 MIN_FREE_BYTES = 200 * 1024**2
 TEXT_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json"}

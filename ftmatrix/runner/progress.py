@@ -16,7 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ftmatrix.runner.plan import Job
+from ftmatrix.matrix.plan import Job
 
 
 def _summary(job: Job, state: str, result: dict | None, seconds: float) -> str:

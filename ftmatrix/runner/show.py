@@ -7,8 +7,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ftmatrix.matrix.plan import Plan
 from ftmatrix.result import RESULT
-from ftmatrix.runner.plan import Plan
 
 # More rows than this are elided in the middle: a 10,000-job table helps nobody.
 MAX_ROWS = 200

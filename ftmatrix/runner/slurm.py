@@ -25,6 +25,8 @@ import os
 import time
 from pathlib import Path
 
+from ftmatrix.matrix.executors import SlurmSpec
+from ftmatrix.matrix.plan import Job, Plan
 from ftmatrix.result import LOG, PROGRESS, write_json_atomic
 from ftmatrix.runner import store
 from ftmatrix.runner.execute import (
@@ -35,8 +37,6 @@ from ftmatrix.runner.execute import (
     summary,
     todo,
 )
-from ftmatrix.runner.executors import SlurmSpec
-from ftmatrix.runner.plan import Job, Plan
 from ftmatrix.runner.progress import Plain
 
 RECORD = "slurm.json"
@@ -146,7 +146,7 @@ def run(
     detach: bool = False,
 ) -> int:
     """Submit what is left of the plan and follow it; the exit code as for local runs."""
-    from ftmatrix.runner.select import select
+    from ftmatrix.matrix.select import select
 
     jobs = select(plan.jobs, options.only)
     attached: dict[str, str] = {}  # our job id -> Slurm job id, still in the queue

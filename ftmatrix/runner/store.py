@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftmatrix.matrix.plan import Job, Plan
 from ftmatrix.result import (
     CONFIG,
     LOG,
@@ -33,7 +34,6 @@ from ftmatrix.result import (
     write_atomic,
     write_json_atomic,
 )
-from ftmatrix.runner.plan import Job, Plan
 
 LOCK = ".lock"
 STATES = ("pending", "running", "done", "failed", "pruned", "interrupted")

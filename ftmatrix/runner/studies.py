@@ -23,10 +23,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from ftmatrix.config import JobConfig, canonical_json, cross_check, hash_id
+from ftmatrix.matrix.plan import Job, Plan, _assign, _fmt
+from ftmatrix.matrix.search import Dist, SearchSpec, grid_size
 from ftmatrix.result import PLAN, PlanEntry, PlanFile, read_metrics, write_json_atomic
 from ftmatrix.runner import store
-from ftmatrix.runner.plan import Job, Plan, _assign, _fmt
-from ftmatrix.runner.search import Dist, SearchSpec, grid_size
 
 DB = "search.db"
 SUMMARY = "search.json"

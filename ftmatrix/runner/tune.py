@@ -42,12 +42,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftmatrix.matrix import search
+from ftmatrix.matrix.plan import Job, Plan
+from ftmatrix.matrix.select import select
 from ftmatrix.result import read_metrics
-from ftmatrix.runner import execute, search, store, studies
+from ftmatrix.runner import execute, sampling, store, studies
 from ftmatrix.runner.launch import Launcher
-from ftmatrix.runner.plan import Job, Plan
 from ftmatrix.runner.progress import Plain
-from ftmatrix.runner.select import select
 
 WAIT = "wait"  # every trial of the budget is drawn, some still run elsewhere
 
@@ -73,8 +74,8 @@ def sampler_for(spec: search.SearchSpec, dists: list[search.Dist], number: int):
     """The sampler that draws trial `number`. Strategy grid keeps `seed` itself: its
     order is one shuffle of the grid by that seed, and trial k takes the k-th setting."""
     if spec.strategy == "grid":
-        return search.sampler(spec, dists)
-    return search.sampler(spec.model_copy(update={"seed": seed_of(spec.seed, number)}), dists)
+        return sampling.sampler(spec, dists)
+    return sampling.sampler(spec.model_copy(update={"seed": seed_of(spec.seed, number)}), dists)
 
 
 class _Pruning:
@@ -110,7 +111,7 @@ class PointSearch:
             study_name=self.name,
             direction=self.spec.direction,
             sampler=sampler_for(self.spec, self.dists, 0),
-            pruner=search.pruner(self.spec),
+            pruner=sampling.pruner(self.spec),
             load_if_exists=True,
         )
         if "point" not in self.study.user_attrs:

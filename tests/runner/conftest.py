@@ -47,7 +47,7 @@ def tiny(tmp_path) -> Path:
 
 
 def ids(matrix: Path) -> list[str]:
-    from ftmatrix.runner import plan
+    from ftmatrix.matrix import plan
 
     return [j.id for j in plan.load_plan(matrix).jobs]
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ftmatrix.config import canonical_json, job_id, normalized
-from ftmatrix.runner import matrix, plan
+from ftmatrix.matrix import plan
+from ftmatrix.matrix import spec as matrix
 
 BASE = {
     "data": {"builtin": "digits"},

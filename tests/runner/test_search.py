@@ -8,7 +8,9 @@ import textwrap
 import optuna
 import pytest
 
-from ftmatrix.runner import matrix, plan, search
+from ftmatrix.matrix import plan, search
+from ftmatrix.matrix import spec as matrix
+from ftmatrix.runner import sampling
 
 NNI_SPACE = {
     "batch_size": {"_type": "choice", "_value": [16, 32, 64]},
@@ -123,7 +125,7 @@ def sequence(strategy: str, seed: int, n: int = 8) -> list[dict]:
         }
     )
     assert not problems
-    study = optuna.create_study(direction="maximize", sampler=search.sampler(spec, dists))
+    study = optuna.create_study(direction="maximize", sampler=sampling.sampler(spec, dists))
     drawn = []
     for _ in range(n):
         trial = study.ask()

@@ -20,8 +20,9 @@ import yaml
 from rich.console import Console
 
 from ftmatrix.config import JobConfig
+from ftmatrix.matrix import plan
 from ftmatrix.result import read_result
-from ftmatrix.runner import execute, launch, plan, progress, studies, tune
+from ftmatrix.runner import execute, launch, progress, studies, tune
 from ftmatrix.runner.status import collect
 
 from .conftest import job_pids, wait_for

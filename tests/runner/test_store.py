@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from ftmatrix.runner import plan, preflight, store
-from ftmatrix.runner.select import SelectError, select
+from ftmatrix.matrix import plan
+from ftmatrix.matrix.select import SelectError, select
+from ftmatrix.runner import preflight, store
 
 
 def test_a_lock_is_exclusive_across_processes_and_dies_with_its_holder(tmp_path):

@@ -5,7 +5,8 @@ A space maps dotted config paths to distributions, written either in ftmatrix's 
 inline or from an NNI search-space file), so NNI experiments carry across unchanged.
 Every NNI `_type` is either supported or refused with a reason.
 
-Validation needs no optuna; sampling imports it lazily (`Dist.suggest` takes a trial).
+Validation needs no optuna; `Dist.suggest` takes a trial, and the sampler and pruner are
+`ftmatrix.runner.sampling`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ftmatrix import catalog
-from ftmatrix.runner import paths
+from ftmatrix.matrix import paths
 
 KINDS = ("choice", "uniform", "loguniform", "int", "quniform", "qloguniform")
 # NNI's documented _type values: what each becomes here, or why it is refused.
@@ -266,52 +267,9 @@ def read_space_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def sampler(spec: SearchSpec, dists: list[Dist]):
-    """The optuna sampler for a strategy (imports optuna)."""
-    import optuna
-
-    if spec.strategy == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
-    if spec.strategy == "tpe":
-        return optuna.samplers.TPESampler(seed=spec.seed)
-    if spec.strategy == "evolution":
-        population = max(2, min(spec.trials // 4, 50))
-        return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=population)
-    grid = {}
-    for d in dists:
-        values = d.grid_values()
-        grid[d.path] = values if d.plain() else list(range(len(values)))
-
-    class AskTellGrid(optuna.samplers.GridSampler):
-        """optuna's GridSampler calls study.stop() once the grid is used up, which only
-        works inside study.optimize (with ask/tell it raises); the runner's budget, the
-        grid's size, ends a grid search instead."""
-
-        def after_trial(self, study, trial, state, values) -> None:
-            pass
-
-    return AskTellGrid(grid, seed=spec.seed)
-
-
 def grid_size(dists: list[Dist]) -> int:
     """How many settings strategy: grid has (it never draws one twice)."""
     return math.prod(len(d.grid_values()) for d in dists)
-
-
-def pruner(spec: SearchSpec):
-    """The optuna pruner for `prune` (imports optuna). median: a trial stops when its
-    validation metric at an epoch is worse than the median of earlier trials at that
-    epoch, once min(5, trials // 4) trials (at least 1) have finished; asha: asynchronous
-    successive halving (optuna's defaults: rungs from the first finished trial, a
-    quarter of the trials go on at each rung)."""
-    import optuna
-
-    if spec.prune == "median":
-        startup = max(1, min(5, spec.trials // 4))
-        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=0)
-    if spec.prune == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    return optuna.pruners.NopPruner()
 
 
 def epoch_metric(metric: str) -> str:

@@ -18,8 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ftmatrix import catalog
-from ftmatrix.runner.executors import ExecutorSpec
-from ftmatrix.runner.search import SearchSpec
+from ftmatrix.matrix.executors import ExecutorSpec
+from ftmatrix.matrix.search import SearchSpec
 
 # Refuse alias expansion past this many nodes ("billion laughs") and deep nesting.
 MAX_NODES = 200_000
@@ -297,7 +297,7 @@ def json_schema() -> dict[str, Any]:
     """JSON Schema of matrix files, with the job schema under `base` and axis paths
     listed for editor autocompletion."""
     from ftmatrix.config import JobConfig
-    from ftmatrix.runner import paths
+    from ftmatrix.matrix import paths
 
     job = JobConfig.model_json_schema(ref_template="#/$defs/{model}")
     defs = job.pop("$defs", {})

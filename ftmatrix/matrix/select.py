@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ftmatrix.runner import paths
-from ftmatrix.runner.matrix import parse_yaml
-from ftmatrix.runner.plan import Job, _fmt, _short_names
+from ftmatrix.matrix import paths
+from ftmatrix.matrix.plan import Job, _fmt, _short_names
+from ftmatrix.matrix.spec import parse_yaml
 
 TERM = re.compile(r"([\w.\-]+)\s*=\s*([^\s,]+)")
 

@@ -33,11 +33,11 @@ from ftmatrix.config import (
     normalized_section,
     normalized_train_field,
 )
+from ftmatrix.matrix import paths
+from ftmatrix.matrix import spec as matrix_file
+from ftmatrix.matrix.search import METRICS, Dist, parse_space, read_space_file
+from ftmatrix.matrix.spec import MatrixError, MatrixSpec, Positions, Problem
 from ftmatrix.result import PlanEntry, PlanFile
-from ftmatrix.runner import matrix as matrix_file
-from ftmatrix.runner import paths
-from ftmatrix.runner.matrix import MatrixError, MatrixSpec, Positions, Problem
-from ftmatrix.runner.search import METRICS, Dist, parse_space, read_space_file
 
 DEFAULT_MAX_JOBS = 10_000
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
