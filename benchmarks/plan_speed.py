@@ -37,7 +37,8 @@ SAMPLE = 2_000
 
 
 def naive(n: int) -> float:
-    from ftmatrix.config import JobConfig, job_id
+    from ftmatrix.config import JobConfig
+    from ftmatrix.identity import job_id
 
     lrs = [0.1, 0.05, 0.01, 0.005, 0.001, 0.0005, 0.0001, 0.00005, 0.00001, 0.000005]
     bss = [8, 16, 24, 32, 48, 64, 96, 128, 192, 256]

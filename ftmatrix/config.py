@@ -1,6 +1,6 @@
 """JobConfig: the pydantic model of ONE training job.
 
-A matrix (runner/matrix.py) is expanded into many of these; the trainer process reads
+A matrix (ftmatrix/matrix/) is expanded into many of these; the trainer process reads
 one from `RUN_DIR/config.json`. Every field has a default and a description, so the
 JSON Schema printed by `ftmatrix schema` documents the whole language.
 
@@ -9,8 +9,6 @@ Imports only the standard library and pydantic: validation must never load torch
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -476,108 +474,3 @@ def cross_check(cfg: JobConfig) -> list[tuple[str, str]]:
             ("lora.enabled", "lora.enabled and model.freeze_backbone are both set: pick one")
         )
     return problems
-
-
-SECTIONS = ("data", "distill", "lora", "model", "output", "task", "train")  # sorted
-
-
-def normalized(cfg: JobConfig) -> dict[str, Any]:
-    """The config as plain data with every setting that cannot matter dropped.
-
-    Two configs that mean the same training normalise to the same dict and so share a
-    job id: LoRA settings when LoRA is off, SGD momentum under Adam, focal gamma under
-    cross-entropy, and so on.
-    """
-    return {name: normalized_section(name, getattr(cfg, name), task=cfg.task) for name in SECTIONS}
-
-
-def normalized_section(name: str, section: Any, *, task: str) -> Any:
-    """One top-level section of `normalized`; depends only on the section and the task."""
-    if name == "task":
-        return section
-    d = section.model_dump(mode="json")
-    if name == "data":
-        del d["num_workers"]  # speed only
-        if not d["augment"]["enabled"] or task != "image-classification":
-            d["augment"] = {"enabled": False}
-        if task == "image-classification":
-            del d["text_column"]
-        if d["builtin"] is not None:
-            # a bundled dataset has no columns to name
-            d.pop("text_column", None)
-            del d["label_column"]
-    elif name == "model":
-        del d["max_length" if task == "image-classification" else "image_size"]
-    elif name == "lora":
-        if not d["enabled"]:
-            return {"enabled": False}
-        if d["modules_to_save"] is None:
-            del d["modules_to_save"]
-    elif name == "distill":
-        if not d["enabled"]:
-            return {"enabled": False}
-    elif name == "train":
-        d = {k: normalized_train_field(k, v) for k, v in d.items()}
-        d = {k: v for k, v in d.items() if v is not _DROP}
-    return d
-
-
-_DROP = object()
-_SCHEDULER_KEEPS = {
-    "none": (),
-    "step": ("step_size", "gamma"),
-    "cosine": ("warmup_fraction",),
-    "linear": ("warmup_fraction",),
-    "plateau": ("patience", "factor"),
-}
-_LOSS_KEEPS = {
-    "cross_entropy": ("label_smoothing", "class_weights"),
-    "focal": ("gamma", "alpha", "class_weights"),
-    "mse": (),
-    "l1": (),
-    "smooth_l1": ("beta",),
-}
-
-
-def normalized_train_field(name: str, value: Any) -> Any:
-    """One field of the normalised `train` section (JSON data in, JSON data out).
-
-    TrainConfig has no cross-field rules, so each field normalises on its own; the
-    planner relies on this to validate and hash train settings field by field.
-    Returns `_DROP` for a field that never matters.
-    """
-    if name == "log_every":
-        return _DROP  # how often progress is printed does not change what is learned
-    if name == "optimizer":
-        opt = dict(value)
-        if opt["name"] == "sgd":
-            del opt["betas"], opt["eps"]
-            if not opt["momentum"]:
-                del opt["nesterov"]
-        else:
-            del opt["momentum"], opt["nesterov"]
-        return opt
-    if name == "scheduler":
-        return {"name": value["name"], **{k: value[k] for k in _SCHEDULER_KEEPS[value["name"]]}}
-    if name == "loss":
-        return {"name": value["name"], **{k: value[k] for k in _LOSS_KEEPS[value["name"]]}}
-    if name == "early_stopping" and not value["enabled"]:
-        return {"enabled": False}
-    return value
-
-
-def canonical_json(data: Any) -> str:
-    """Sorted-key compact JSON: the same data gives the same bytes on every machine."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def job_id(cfg: JobConfig) -> str:
-    """Short stable hash of the normalised config: the job's folder name."""
-    return hash_id(canonical_json(normalized(cfg)))
-
-
-ID_LENGTH = 12  # hex digits: 48 bits, collision-free in practice for 10^5 jobs
-
-
-def hash_id(canonical: str) -> str:
-    return hashlib.sha256(canonical.encode()).hexdigest()[:ID_LENGTH]

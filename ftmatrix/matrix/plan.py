@@ -20,13 +20,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ftmatrix import catalog
-from ftmatrix.config import (
-    _DROP,
+from ftmatrix.config import JobConfig, TrainConfig, cross_check
+from ftmatrix.identity import (
+    DROP,
     ID_LENGTH,
     SECTIONS,
-    JobConfig,
-    TrainConfig,
-    cross_check,
+    canonical_json,
     hash_id,
     job_id,
     normalized,
@@ -853,7 +852,7 @@ class _Expander:
                     self.report_error("train", e, sets)
             else:
                 norm = normalized_train_field(field_name, _dump_field(field_name, value))
-                frag = None if norm is _DROP else _json(norm)
+                frag = None if norm is DROP else canonical_json(norm)
                 result = (value, frag)
         elif raw is None and JobConfig.model_fields[section].is_required():
             self.problem(("base",), f"base.{section}", f"required: every job needs `{section}:`")
@@ -864,7 +863,7 @@ class _Expander:
                 for e in err.errors():
                     self.report_error(section, e, sets)
             else:
-                result = (value, _json(normalized_section(section, value, task=task)))
+                result = (value, canonical_json(normalized_section(section, value, task=task)))
         self.unit_cache[key] = result
         return result
 
@@ -976,7 +975,7 @@ _UNITS = [
 
 def _canonical_template() -> str:
     """'{"data":{},"distill":{},...,"train":{"batch_size":{},...}}' with {} per unit,
-    so that filling it gives exactly `canonical_json(normalized(cfg))`."""
+    so that filling it gives exactly `canonicalcanonical_json(normalized(cfg))`."""
     top = []
     for name in SECTIONS:
         if name == "train":
@@ -1041,10 +1040,6 @@ def _sources(given) -> Any:
     if len(given) == 1:
         return given[0][1].source
     return tuple([g[1].source for g in given])
-
-
-def _json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def _dump_field(name: str, value: Any) -> Any:

@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ftmatrix.config import JobConfig, canonical_json, cross_check, hash_id
+from ftmatrix.config import JobConfig, cross_check
+from ftmatrix.identity import canonical_json, hash_id
 from ftmatrix.matrix.plan import Job, Plan, _assign, _fmt
 from ftmatrix.matrix.search import Dist, SearchSpec, grid_size
 from ftmatrix.result import PLAN, PlanEntry, PlanFile, read_metrics, write_json_atomic

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftmatrix.config import canonical_json, job_id, normalized
+from ftmatrix.identity import canonical_json, job_id, normalized
 from ftmatrix.matrix import plan
 from ftmatrix.matrix import spec as matrix
 
