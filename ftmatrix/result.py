@@ -48,11 +48,21 @@ ErrorClass = Literal[
     "node_failure",  # the cluster node it ran on failed
 ]
 
-RESULT = "result.json"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-PROGRESS = "progress.jsonl"
-LOG = "log.txt"
+# Every file and folder a run leaves behind, named once. In a job folder:
+RESULT = "result.json"  # written last, atomically: the job is finished
+CONFIG = "config.json"  # the resolved JobConfig, written before the job starts
+METRICS = "metrics.jsonl"  # one line per epoch
+PROGRESS = "progress.jsonl"  # events while the job runs (epoch, batch, eta)
+LOG = "log.txt"  # the job process's stdout and stderr
+STARTS = "starts.log"  # one line per start of the job process (resumes included)
+PREDICTIONS = "predictions.npz"  # test-set labels and predictions
+CHECKPOINT = "checkpoint"  # folder: what a resume needs
+WEIGHTS = "weights"  # folder: the best weights, exported
+LOCK = ".lock"  # held (flock) by the process that runs the job
+SLURM_RECORD = "slurm.json"  # the Slurm job a job folder was submitted as
+# In a matrix's run folder (beside the job folders):
+SEARCH_DB = "search.db"  # optuna's storage of a tuned search
+SEARCH_SUMMARY = "search.json"  # what status and reports read of a search
 
 
 class _Record(BaseModel):
