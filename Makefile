@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test test-fast lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,12 +21,21 @@ demo: $(STAMP)
 	$(BIN)/ftmatrix run matrices/quickstart.yaml
 	$(BIN)/ftmatrix report matrices/quickstart.yaml --rows lora.enabled --cols train.lr
 
+# Everything, as CI runs it (about 20 minutes on 2 cores; the Slurm tests need
+# scripts/slurm-local.sh start, and skip without a cluster).
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
+# The edit-test loop (a few minutes): every test but those marked slow, which run real
+# job processes or train models in-process for longer than a few seconds.
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow"
+
+# ruff (lint, format, complexity <= 15) and mypy over the pure modules (see pyproject).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
