@@ -9,20 +9,23 @@ Imports only the standard library and pydantic: validation must never load torch
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ftmatrix import catalog
+from ftmatrix.bounds import MAX_BATCH, MAX_EPOCHS, MAX_EXAMPLES, Float, Int, Seed
 
 Task = Literal["image-classification", "text-classification"]
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, instances are immutable."""
+    """Base of every config section: unknown keys are errors, instances are immutable,
+    and no float setting is nan or infinite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _name_validator(names: dict[str, tuple[str, ...]], what: str):
@@ -64,19 +67,19 @@ class AugmentConfig(Section):
     ranges, a batch at a time on the training device. Ignored for text."""
 
     enabled: bool = Field(False, description="Turn augmentation on; the settings below apply.")
-    horizontal_flip: float = Field(
+    horizontal_flip: Float = Field(
         0.5, ge=0, le=1, description="Probability of a random horizontal flip."
     )
     resized_crop: bool = Field(True, description="RandomResizedCrop to the model's image size.")
-    crop_scale: tuple[float, float] = Field(
+    crop_scale: tuple[Float, Float] = Field(
         (0.6, 1.0), description="Area fraction range kept by the random resized crop."
     )
-    affine_degrees: float = Field(0.0, ge=0, le=180, description="RandomAffine rotation range.")
-    affine_translate: float = Field(
+    affine_degrees: Float = Field(0.0, ge=0, le=180, description="RandomAffine rotation range.")
+    affine_translate: Float = Field(
         0.0, ge=0, le=1, description="RandomAffine translation as a fraction of the image."
     )
-    grayscale: float = Field(0.0, ge=0, le=1, description="Probability of RandomGrayscale.")
-    color_jitter: float = Field(
+    grayscale: Float = Field(0.0, ge=0, le=1, description="Probability of RandomGrayscale.")
+    color_jitter: Float = Field(
         0.0, ge=0, le=1, description="ColorJitter strength for brightness, contrast, saturation."
     )
 
@@ -86,6 +89,10 @@ class AugmentConfig(Section):
         if not 0 < v[0] <= v[1] <= 1:
             raise ValueError("crop_scale must be (low, high) with 0 < low <= high <= 1")
         return v
+
+
+# Text files: a single table, never split into train/val/test by itself.
+TEXT_FILES = (".csv", ".tsv", ".jsonl", ".json")
 
 
 class DataConfig(Section):
@@ -108,22 +115,26 @@ class DataConfig(Section):
     hf_config: str | None = Field(None, description="The datasets configuration name, if any.")
     text_column: str = Field("text", description="Column holding the text (text tasks).")
     label_column: str = Field("label", description="Column holding the class label.")
-    val_fraction: float = Field(
+    val_fraction: Float = Field(
         0.1, ge=0, lt=1, description="Validation share when the data has no val split."
     )
-    test_fraction: float = Field(
+    test_fraction: Float = Field(
         0.2, ge=0, lt=1, description="Test share when the data has no test split."
     )
-    split_seed: int = Field(0, description="Seed of the stratified split (fixed across jobs).")
-    limit: int | None = Field(
-        None, gt=0, description="Keep a stratified subset of this many examples (quick runs)."
+    split_seed: Seed = Field(0, description="Seed of the stratified split (fixed across jobs).")
+    limit: Int | None = Field(
+        None,
+        gt=0,
+        le=MAX_EXAMPLES,
+        description="Keep a stratified subset of this many examples (quick runs).",
     )
     augment: AugmentConfig = Field(
         default_factory=AugmentConfig, description="Training-time image augmentation."
     )
-    num_workers: int | None = Field(
+    num_workers: Int | None = Field(
         None,
         ge=0,
+        le=1024,
         description=(
             "DataLoader worker processes; default none: batches are slices of the decoded "
             "tensors and augmentation runs batched on the device."
@@ -142,6 +153,19 @@ class DataConfig(Section):
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must be below 1")
         return self
+
+    @field_validator("test_fraction")
+    @classmethod
+    def _test_split(cls, v: float, info: ValidationInfo) -> float:
+        # data that never has a test split of its own; folders are checked at pre-flight
+        path = info.data.get("path") or ""
+        splitless = info.data.get("builtin") is not None or path.lower().endswith(TEXT_FILES)
+        if v == 0 and splitless:
+            raise ValueError(
+                "test_fraction 0 leaves no test examples: this data has no test split of "
+                "its own; use a test share above 0"
+            )
+        return v
 
 
 # -------------------------------------------------------------------------- model
@@ -168,10 +192,32 @@ class ModelConfig(Section):
         description="Overrides for the model's config (Hugging Face config fields), e.g. a "
         "tiny ViT: {hidden_size: 32, num_hidden_layers: 2}.",
     )
-    head_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the new head.")
+    head_dropout: Float = Field(0.0, ge=0, lt=1, description="Dropout before the new head.")
     freeze_backbone: bool = Field(False, description="Train only the classification head.")
-    image_size: int = Field(224, gt=0, le=4096, description="Input side in pixels (images).")
-    max_length: int = Field(128, gt=0, le=65536, description="Max tokens per text.")
+    image_size: Int = Field(224, gt=0, le=4096, description="Input side in pixels (images).")
+    max_length: Int = Field(128, gt=0, le=65536, description="Max tokens per text.")
+
+    @field_validator("config")
+    @classmethod
+    def _finite(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, value in v.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"model.config.{key} must be a finite number, got {value}")
+        return v
+
+    @field_validator("image_size")
+    @classmethod
+    def _whole_patches(cls, v: int, info: ValidationInfo) -> int:
+        # torchvision's ViTs cut the image into whole patches (vit_b_16: 16 pixels);
+        # Hugging Face models are checked at pre-flight, where their config is read
+        name, source = info.data.get("name"), info.data.get("source")
+        patch = vit_patch(name) if source in ("auto", "torchvision") else None
+        if patch is not None and v % patch:
+            raise ValueError(
+                f"{name} cuts images into {patch}x{patch} patches: image_size must be a "
+                f"multiple of {patch} (got {v})"
+            )
+        return v
 
     @model_validator(mode="after")
     def _resolve_source(self) -> ModelConfig:
@@ -207,6 +253,15 @@ class ModelConfig(Section):
         return self
 
 
+def vit_patch(name: Any) -> int | None:
+    """The patch size of a torchvision ViT by name (vit_b_16 -> 16), else None."""
+    if not isinstance(name, str) or name not in catalog.TORCHVISION_CLASSIFIERS:
+        return None
+    if not name.startswith("vit_"):
+        return None
+    return int(name.rsplit("_", 1)[1])
+
+
 # --------------------------------------------------------------------------- lora
 
 
@@ -214,9 +269,11 @@ class LoraConfig(Section):
     """Low-rank adaptation through peft."""
 
     enabled: bool = Field(False, description="Wrap the model with LoRA adapters.")
-    r: int = Field(8, gt=0, le=4096, description="Rank of the update matrices.")
-    alpha: float = Field(16, gt=0, description="Scaling numerator (scale = alpha / r).")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch.")
+    r: Int = Field(8, gt=0, le=4096, description="Rank of the update matrices.")
+    alpha: Float = Field(
+        16, gt=0, le=1_000_000, description="Scaling numerator (scale = alpha / r)."
+    )
+    dropout: Float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch.")
     target_modules: list[str] = Field(
         default_factory=lambda: ["query", "value"],
         description="Linear layers to adapt. Familiar names are mapped to the model "
@@ -241,11 +298,11 @@ class OptimizerConfig(Section):
     """The optimizer and its settings (those of other optimizers are ignored)."""
 
     name: str = Field("adamw", description="sgd | adam | adamw.")
-    weight_decay: float = Field(0.0, ge=0, description="Weight decay (decoupled for adamw).")
-    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum.")
+    weight_decay: Float = Field(0.0, ge=0, le=10, description="Weight decay (decoupled for adamw).")
+    momentum: Float = Field(0.0, ge=0, lt=1, description="SGD momentum.")
     nesterov: bool = Field(False, description="SGD Nesterov momentum (needs momentum > 0).")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW betas.")
-    eps: float = Field(1e-8, gt=0, description="Adam/AdamW epsilon.")
+    betas: tuple[Float, Float] = Field((0.9, 0.999), description="Adam/AdamW betas.")
+    eps: Float = Field(1e-8, gt=0, le=1, description="Adam/AdamW epsilon.")
 
     _from_name = model_validator(mode="before")(_named("optimizer"))
     _name = field_validator("name", mode="before")(_name_validator(catalog.OPTIMIZERS, "optimizer"))
@@ -263,13 +320,15 @@ class SchedulerConfig(Section):
     """How the learning rate changes over training."""
 
     name: str = Field("none", description="none | step | cosine | linear | plateau.")
-    step_size: int = Field(7, gt=0, description="step: epochs between decays.")
-    gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor.")
-    warmup_fraction: float = Field(
+    step_size: Int = Field(7, gt=0, le=MAX_EPOCHS, description="step: epochs between decays.")
+    gamma: Float = Field(0.1, gt=0, le=1, description="step: decay factor.")
+    warmup_fraction: Float = Field(
         0.0, ge=0, lt=1, description="linear/cosine: share of all steps spent warming up."
     )
-    patience: int = Field(2, ge=0, description="plateau: epochs without improvement.")
-    factor: float = Field(0.1, gt=0, lt=1, description="plateau: decay factor.")
+    patience: Int = Field(
+        2, ge=0, le=MAX_EPOCHS, description="plateau: epochs without improvement."
+    )
+    factor: Float = Field(0.1, gt=0, lt=1, description="plateau: decay factor.")
 
     _from_name = model_validator(mode="before")(_named("scheduler"))
     _name = field_validator("name", mode="before")(_name_validator(catalog.SCHEDULERS, "scheduler"))
@@ -279,24 +338,38 @@ class LossConfig(Section):
     """The training loss. Regression losses compare softmax output with one-hot targets."""
 
     name: str = Field("cross_entropy", description="cross_entropy | focal | mse | l1 | smooth_l1.")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross_entropy: smoothing.")
-    class_weights: list[float] | Literal["balanced"] | None = Field(
-        None, description="cross_entropy/focal: one weight per class, or 'balanced'."
+    label_smoothing: Float = Field(0.0, ge=0, lt=1, description="cross_entropy: smoothing.")
+    class_weights: list[Float] | Literal["balanced"] | None = Field(
+        None,
+        max_length=100_000,
+        description="cross_entropy/focal: one weight per class, or 'balanced'.",
     )
-    gamma: float = Field(2.0, ge=0, description="focal: focusing parameter.")
-    alpha: float | None = Field(
+    gamma: Float = Field(2.0, ge=0, le=100, description="focal: focusing parameter.")
+    alpha: Float | None = Field(
         None, ge=0, le=1, description="focal: weight of the positive term (None: off)."
     )
-    beta: float = Field(1.0, gt=0, description="smooth_l1: where L1 turns into L2.")
+    beta: Float = Field(1.0, gt=0, le=1_000, description="smooth_l1: where L1 turns into L2.")
 
     _from_name = model_validator(mode="before")(_named("loss"))
     _name = field_validator("name", mode="before")(_name_validator(catalog.LOSSES, "loss"))
 
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _weights_shape(cls, v: Any) -> Any:
+        # one clear message instead of one per member of the union
+        if isinstance(v, list) and not all(
+            isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) for w in v
+        ):
+            raise ValueError(f"class_weights must be finite numbers, one per class (got {v!r})")
+        return v
+
     @field_validator("class_weights")
     @classmethod
     def _positive(cls, v):
-        if isinstance(v, list) and (not v or any(w < 0 for w in v)):
-            raise ValueError("class_weights must be non-negative numbers, one per class")
+        if isinstance(v, list) and (not v or any(w < 0 for w in v) or not any(v)):
+            raise ValueError(
+                "class_weights must be non-negative numbers, one per class, not all zero"
+            )
         return v
 
 
@@ -304,14 +377,33 @@ class EarlyStoppingConfig(Section):
     """Stop when the monitored validation metric stops improving."""
 
     enabled: bool = Field(False, description="Turn early stopping on.")
-    patience: int = Field(5, gt=0, description="Epochs without improvement before stopping.")
+    patience: Int = Field(
+        5, gt=0, le=MAX_EPOCHS, description="Epochs without improvement before stopping."
+    )
     metric: Literal["val_loss", "val_accuracy", "val_f1"] = Field(
         "val_loss", description="The metric to monitor."
     )
     mode: Literal["auto", "min", "max"] = Field(
         "auto", description="min or max is better; auto: min for losses, max otherwise."
     )
-    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as better.")
+    min_delta: Float = Field(
+        0.0, ge=0, le=1e6, description="Smallest change that counts as better."
+    )
+
+    @field_validator("mode")
+    @classmethod
+    def _mode_fits_metric(cls, v: str, info: ValidationInfo) -> str:
+        metric = info.data.get("metric")
+        if metric is None or v == "auto":
+            return v
+        better = "min" if metric.endswith("loss") else "max"
+        if v != better:
+            raise ValueError(
+                f"mode {v} contradicts metric {metric}: a {'loss' if better == 'min' else 'score'}"
+                f" is better when {'smaller' if better == 'min' else 'larger'} (mode {better}, "
+                f"or auto)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _mode(self) -> EarlyStoppingConfig:
@@ -323,9 +415,11 @@ class EarlyStoppingConfig(Section):
 class TrainConfig(Section):
     """The training loop."""
 
-    epochs: int = Field(3, gt=0, le=100_000, description="Number of epochs.")
-    batch_size: int = Field(32, gt=0, description="Examples per optimizer step (per micro-batch).")
-    lr: float = Field(1e-3, gt=0, le=10, description="Peak learning rate.")
+    epochs: Int = Field(3, gt=0, le=MAX_EPOCHS, description="Number of epochs.")
+    batch_size: Int = Field(
+        32, gt=0, le=MAX_BATCH, description="Examples per optimizer step (per micro-batch)."
+    )
+    lr: Float = Field(1e-3, gt=0, le=10, description="Peak learning rate.")
     optimizer: OptimizerConfig = Field(
         default_factory=OptimizerConfig, description="Optimizer; a name alone is enough: adamw."
     )
@@ -338,23 +432,27 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig = Field(
         default_factory=EarlyStoppingConfig, description="Stop when validation stops improving."
     )
-    batch_size_schedule: dict[int, int] | None = Field(
+    batch_size_schedule: dict[Int, Int] | None = Field(
         None, description="Piecewise batch size by epoch: {first_epoch: batch_size}, 1-based."
     )
-    weight_decay_schedule: dict[int, float] | None = Field(
+    weight_decay_schedule: dict[Int, Float] | None = Field(
         None, description="Piecewise weight decay by epoch: {first_epoch: value}, 1-based."
     )
-    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this.")
-    grad_accumulation: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
+    grad_clip: Float | None = Field(
+        None, gt=0, le=1e6, description="Clip the gradient norm to this."
+    )
+    grad_accumulation: Int = Field(
+        1, gt=0, le=MAX_BATCH, description="Micro-batches per optimizer step."
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 autocast on GPUs that support it, fp32 otherwise."
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="auto: cuda, then mps, then cpu."
     )
-    seed: int = Field(0, description="Seeds every random generator of the job.")
-    topk: int = Field(5, gt=0, description="k of the top-k test accuracy.")
-    log_every: int = Field(10, gt=0, description="Steps between progress lines.")
+    seed: Seed = Field(0, description="Seeds every random generator of the job.")
+    topk: Int = Field(5, gt=0, le=100_000, description="k of the top-k test accuracy.")
+    log_every: Int = Field(10, gt=0, le=1_000_000, description="Steps between progress lines.")
     compile: bool = Field(False, description="Opt in to torch.compile.")
 
     @field_validator("batch_size_schedule", "weight_decay_schedule")
@@ -364,10 +462,14 @@ class TrainConfig(Section):
             return v
         if not v or min(v) != 1:
             raise ValueError("a schedule must start at epoch 1")
-        if info.field_name == "batch_size_schedule" and any(x <= 0 for x in v.values()):
-            raise ValueError("batch sizes must be positive")
-        if any(x < 0 for x in v.values()):
-            raise ValueError("schedule values must not be negative")
+        if max(v) > MAX_EPOCHS:
+            raise ValueError(f"a schedule's epochs must be at most {MAX_EPOCHS:,}")
+        if info.field_name == "batch_size_schedule" and any(
+            not 0 < x <= MAX_BATCH for x in v.values()
+        ):
+            raise ValueError(f"batch sizes must lie in 1..{MAX_BATCH:,}")
+        if info.field_name == "weight_decay_schedule" and any(not 0 <= x <= 10 for x in v.values()):
+            raise ValueError("weight decays must lie in [0, 10]")
         return dict(sorted(v.items()))
 
 
@@ -386,8 +488,10 @@ class DistillConfig(Section):
         description="Use the best weights of another job of the same matrix: its id, or "
         "settings that pick exactly one job, e.g. 'model.name=resnet50'.",
     )
-    temperature: float = Field(4.0, gt=0, description="Softmax temperature of both models.")
-    alpha: float = Field(
+    temperature: Float = Field(
+        4.0, gt=0, le=1_000, description="Softmax temperature of both models."
+    )
+    alpha: Float = Field(
         0.5, ge=0, le=1, description="Weight of the soft-target KL term (1 - alpha: hard loss)."
     )
 
