@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ftmatrix import catalog
+from ftmatrix.bounds import MAX_NAME, Seed
 from ftmatrix.matrix.executors import ExecutorSpec
 from ftmatrix.matrix.load import MatrixError, Positions, Problem, parse_yaml, read
 from ftmatrix.matrix.search import SearchSpec
@@ -42,7 +43,9 @@ class MatrixSpec(BaseModel):
     name: str = Field(
         ...,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="Names the run folder runs/<name>/: letters, digits, '_', '-', '.'.",
+        max_length=MAX_NAME,
+        description="Names the run folder runs/<name>/: letters, digits, '_', '-', '.' "
+        f"(at most {MAX_NAME}).",
     )
     description: str = Field("", description="What the study compares; shown in reports.")
     base: dict[str, Any] = Field(
@@ -65,7 +68,7 @@ class MatrixSpec(BaseModel):
     exclude: list[dict[str, Any]] = Field(
         default_factory=list, description="Remove the points that match every key given."
     )
-    seeds: list[int] = Field(
+    seeds: list[Seed] = Field(
         default_factory=list, description="Repeat every point once per seed (train.seed)."
     )
     runs_dir: str | None = Field(
@@ -90,12 +93,14 @@ def validate_spec(
     data = dict(data)
     for _ in range(20):
         try:
-            return MatrixSpec.model_validate(data), problems
+            spec = MatrixSpec.model_validate(data)
         except ValidationError as err:
             for e in err.errors():
                 loc = tuple(e["loc"])
                 problems.append(spec_problem(e, loc, positions))
                 _drop(data, loc)
+        else:
+            return spec, problems + ignored_settings(spec, positions)
     return None, problems
 
 
@@ -109,7 +114,68 @@ def spec_problem(e: dict[str, Any], loc: tuple, positions: Positions) -> Problem
         message = "required key missing"
     elif e["type"] != "unknown_name" and not isinstance(e.get("input"), (dict, list)):
         message = f"{message} (got {e.get('input')!r})"
-    return positions.problem(loc, key, message)
+    return positions.problem(loc, key, message.removeprefix("Value error, "))
+
+
+# Sections whose settings apply only when their `enabled` is true.
+SWITCHED = ("data.augment", "lora", "train.early_stopping", "distill")
+
+
+def ignored_settings(spec: MatrixSpec, positions: Positions) -> list[Problem]:
+    """Settings of a switched section (augmentation, LoRA, early stopping, distillation)
+    given while no job of the matrix turns that section on: they would be ignored."""
+    written = list(_assignments(spec))
+    problems = []
+    for section in SWITCHED:
+        switch = f"{section}.enabled"
+        if any(path == switch and any(map(_true, values)) for path, values, _ in written):
+            continue
+        for path, _, where in written:
+            if path.startswith(section + ".") and path != switch:
+                message = (
+                    f"{switch} is true in no job of this matrix, so this setting would be "
+                    f"ignored: set {switch}: true (in base, an axis or include) or remove it"
+                )
+                problems.append(positions.problem(where, path, message))
+    return problems
+
+
+def _true(value: Any) -> bool:
+    """Whether pydantic reads `value` as true in a boolean field."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "on", "yes", "y", "t")
+    return value is True or (isinstance(value, int | float) and value == 1)
+
+
+def _assignments(spec: MatrixSpec):
+    """(dotted path, values it may take, where it is written) for every setting the
+    matrix writes: in base, grid and zip axes, include entries and the search space."""
+    yield from _flat("", spec.base, ("base",))
+    groups = [(("grid",), spec.grid)] + [(("zip", i), g) for i, g in enumerate(spec.zip_)]
+    for at, group in groups:
+        for key, values in group.items():
+            if isinstance(values, dict):
+                labelled = list(values.items())
+            else:
+                labelled = list(enumerate(values)) if isinstance(values, list) else []
+            for label, value in labelled:
+                yield from _flat(str(key), value, (*at, key, label))
+    for i, entry in enumerate(spec.include):
+        for key, value in entry.items():
+            yield from _flat(str(key), value, ("include", i, key))
+    for key, dist in (spec.search.space if spec.search else {}).items():
+        choices = dist.get("choice", dist.get("_value")) if isinstance(dist, dict) else None
+        values = tuple(choices) if isinstance(choices, list) else ()
+        yield str(key), values, ("search", "space", key)
+
+
+def _flat(prefix: str, value: Any, where: tuple):
+    if not isinstance(value, dict):
+        yield prefix, (value,), where
+        return
+    for key, inner in value.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        yield from _flat(path, inner, (*where, key))
 
 
 def _drop(data: dict[str, Any], loc: tuple) -> None:
