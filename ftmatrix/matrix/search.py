@@ -11,7 +11,6 @@ Validation needs no optuna; `Dist.suggest` takes a trial, and the sampler and pr
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ftmatrix import catalog
+from ftmatrix.bounds import Int, Seed
 from ftmatrix.matrix import paths
 
 KINDS = ("choice", "uniform", "loguniform", "int", "quniform", "qloguniform")
@@ -47,7 +47,7 @@ class SearchSpec(BaseModel):
     strategy: Literal["grid", "random", "tpe", "evolution"] = Field(
         "tpe", description="Sampler: grid (all choices), random, tpe, or evolution (NSGA-II)."
     )
-    trials: int = Field(20, gt=0, description="Trials per grid point (the budget).")
+    trials: Int = Field(20, gt=0, le=100_000, description="Trials per grid point (the budget).")
     metric: str = Field(
         "test.accuracy",
         description="What is optimised: test.accuracy, test.f1_macro, test.loss, or a "
@@ -56,7 +56,7 @@ class SearchSpec(BaseModel):
     direction: Literal["maximize", "minimize"] = Field(
         "maximize", description="Whether larger or smaller metric values are better."
     )
-    seed: int = Field(0, description="Seed of the sampler: the same seed, the same trials.")
+    seed: Seed = Field(0, description="Seed of the sampler: the same seed, the same trials.")
     prune: Literal["median", "asha"] | None = Field(
         None, description="Stop trials whose per-epoch validation metric is clearly worse."
     )
@@ -255,15 +255,21 @@ def _checked(d: Dist) -> Dist:
 
 
 def read_space_file(path: Path) -> dict[str, Any]:
-    """An NNI search-space file: JSON, or YAML with the same shape."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        return json.loads(text)
-    import yaml
+    """An NNI search-space file, JSON or YAML of the same shape, read as matrices are
+    (YAML 1.2, of which JSON is a part): `1e-4` is a number, `on`/`off` are text, and
+    duplicate keys or tags are refused with the file's line."""
+    from ftmatrix.matrix.load import MatrixError, read_yaml
 
-    data = yaml.safe_load(text)
+    try:
+        data, positions = read_yaml(path)
+    except MatrixError as err:
+        raise ValueError("; ".join(map(str, err.problems))) from None
     if not isinstance(data, dict):
-        raise ValueError("a search-space file must be a mapping of name -> distribution")
+        where = positions.problem((), "", "")
+        raise ValueError(
+            f"{where.file}:{where.line}:{where.col}: a search-space file must be a mapping "
+            "of name -> distribution"
+        )
     return data
 
 
