@@ -181,7 +181,7 @@ class _Builder:
         merged: dict[Any, tuple[Node, Node]] = {}
         for key_node, value_node in node.value:
             if key_node.tag == MERGE_TAG:
-                for source in _merge_sources(value_node):
+                for source in _merge_sources(key_node, value_node):
                     for key, pair in self.pairs(source, depth + 1).items():
                         merged.setdefault(key, pair)
                 continue
@@ -208,15 +208,16 @@ class _Builder:
             raise _YamlProblem(node, f"cannot read {node.value!r} as {kind}") from None
 
 
-def _merge_sources(node: Node) -> list[MappingNode]:
-    """The mappings a `<<` key merges: one mapping, or a list of them."""
+def _merge_sources(key: Node, node: Node) -> list[MappingNode]:
+    """The mappings a `<<` key merges: one mapping, or a list of them (an error points
+    at the `<<`: an alias's own node may lie far above)."""
     if isinstance(node, MappingNode):
         return [node]
     if isinstance(node, SequenceNode) and all(isinstance(n, MappingNode) for n in node.value):
         return list(node.value)
     got = "a list with a non-mapping" if isinstance(node, SequenceNode) else f"{node.value!r}"
     raise _YamlProblem(
-        node, f"`<<` merges a mapping or a list of mappings (e.g. `<<: *common`), got {got}"
+        key, f"`<<` merges a mapping or a list of mappings (e.g. `<<: *common`), got {got}"
     )
 
 
