@@ -4,11 +4,13 @@ render with rich. Nothing here imports torch; commands that train import lazily.
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="ftmatrix",
@@ -38,11 +40,16 @@ def _load_plan(path: Path, max_jobs: int):
     try:
         return plan.load_plan(path, max_jobs=max_jobs)
     except matrix.MatrixError as err:
-        for problem in err.problems:
-            err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
-        n = len(err.problems)
-        err_console.print(f"{path}: {n} problem{'s' if n != 1 else ''}; nothing was run.")
-        raise typer.Exit(2) from None
+        _refuse(path, err)
+
+
+def _refuse(path: Path, err) -> NoReturn:
+    """Print every problem of a matrix (a MatrixError) and exit 2."""
+    for problem in err.problems:
+        err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    n = len(err.problems)
+    err_console.print(f"{path}: {n} problem{'s' if n != 1 else ''}; nothing was run.")
+    raise typer.Exit(2) from None
 
 
 @app.command()
@@ -97,52 +104,77 @@ RunsDir = Annotated[
 ]
 
 
+class LauncherName(str, Enum):
+    auto = "auto"
+    server = "server"
+    forkserver = "forkserver"
+    spawn = "spawn"
+
+
+class ExecutorName(str, Enum):
+    local = "local"
+    slurm = "slurm"
+
+
+def _positive(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be more than 0 seconds, not {value:g}")
+    return value
+
+
+Only = Annotated[
+    str | None,
+    typer.Option(help="Run only jobs whose settings match, e.g. 'lora.enabled=true'."),
+]
+Gpu = Annotated[str | None, typer.Option(help="CUDA_VISIBLE_DEVICES for the jobs, e.g. 0 or 1,2.")]
+Timeout = Annotated[
+    float | None,
+    typer.Option(callback=_positive, help="Stop a job after this many seconds (failed: timeout)."),
+]
+Gpus = Annotated[
+    str | None,
+    typer.Option(
+        help="Run one job per GPU at a time: GPU indices (0,1,2,3) or 'all'; each job "
+        "sees only its GPU (CUDA_VISIBLE_DEVICES)."
+    ),
+]
+JobsPerGpu = Annotated[
+    int, typer.Option(min=1, help="With --gpus: jobs sharing each GPU at a time.")
+]
+Workers = Annotated[int, typer.Option(min=1, help="Jobs at a time without GPUs (CPU jobs).")]
+Launcher = Annotated[
+    LauncherName,
+    typer.Option(
+        help="server: fork jobs from the warm server (`ftmatrix server start`); "
+        "forkserver: from a process this run starts, which imports torch once (Linux); "
+        "spawn: a fresh interpreter per job; auto: the warm server if one runs for this "
+        "code, else forkserver where it is safe, else spawn."
+    ),
+]
+Executor = Annotated[
+    ExecutorName | None,
+    typer.Option(help="local (this machine) or slurm; default: the matrix's executor.use."),
+]
+
+
 @app.command()
 def run(
     matrix: MatrixArg,
     runs_dir: RunsDir = None,
-    only: Annotated[
-        str | None,
-        typer.Option(help="Run only jobs whose settings match, e.g. 'lora.enabled=true'."),
-    ] = None,
+    only: Only = None,
     retry_failed: Annotated[bool, typer.Option(help="Run failed jobs again.")] = False,
     force: Annotated[bool, typer.Option(help="Run every job again, from scratch.")] = False,
-    gpu: Annotated[
-        str | None, typer.Option(help="CUDA_VISIBLE_DEVICES for the jobs, e.g. 0 or 1,2.")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="Stop a job after this many seconds (failed: timeout).")
-    ] = None,
-    gpus: Annotated[
-        str | None,
-        typer.Option(
-            help="Run one job per GPU at a time: GPU indices (0,1,2,3) or 'all'; each job "
-            "sees only its GPU (CUDA_VISIBLE_DEVICES)."
-        ),
-    ] = None,
-    jobs_per_gpu: Annotated[
-        int, typer.Option(min=1, help="With --gpus: jobs sharing each GPU at a time.")
-    ] = 1,
-    workers: Annotated[
-        int, typer.Option(min=1, help="Jobs at a time without GPUs (CPU jobs).")
-    ] = 1,
+    gpu: Gpu = None,
+    timeout: Timeout = None,
+    gpus: Gpus = None,
+    jobs_per_gpu: JobsPerGpu = 1,
+    workers: Workers = 1,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed job.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Show the plan and run nothing.")] = False,
     quiet: Annotated[bool, typer.Option(help="Print only problems and the summary.")] = False,
-    launcher: Annotated[
-        str,
-        typer.Option(
-            help="server: fork jobs from the warm server (`ftmatrix server start`); "
-            "forkserver: from a process this run starts, which imports torch once (Linux); "
-            "spawn: a fresh interpreter per job; auto: the warm server if one runs for this "
-            "code, else forkserver where it is safe, else spawn."
-        ),
-    ] = "auto",
+    launcher: Launcher = LauncherName.auto,
     max_jobs: MaxJobs = 10_000,
-    executor: Annotated[
-        str | None,
-        typer.Option(help="local (this machine) or slurm; default: the matrix's executor.use."),
-    ] = None,
+    executor: Executor = None,
     partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
     time_limit: Annotated[
         int | None, typer.Option(help="Slurm time limit per job, in minutes.")
@@ -171,132 +203,49 @@ def run(
 
     Exit code: 0 all done, 1 some failed, 2 invalid input, 130 interrupted (Ctrl-C).
     """
-    from ftmatrix.matrix.select import SelectError
-    from ftmatrix.runner import execute, launch, progress, store
+    from ftmatrix.matrix import spec
+    from ftmatrix.runner import dispatch
 
-    if launcher not in ("auto", "server", "forkserver", "spawn"):
-        err_console.print(f"--launcher must be auto, server, forkserver or spawn, not {launcher!r}")
-        raise typer.Exit(2)
-    try:
-        chosen = launch.choose(launcher)
-    except LookupError as err:
-        err_console.print(str(err))
-        raise typer.Exit(2) from None
-    if hasattr(chosen, "warm") and not dry_run:
-        chosen.warm()  # the server imports torch while the matrix is validated
-    p = _load_plan(matrix, max_jobs)
-    if dry_run:
-        from ftmatrix.runner import show
-
-        show.plan_table(p, console=console, runs_dir=runs_dir)
-        return
-    options = execute.Options(
+    request = dispatch.Request(
+        matrix=matrix,
+        runs_dir=runs_dir,
         only=only,
         retry_failed=retry_failed,
         force=force,
         gpu=gpu,
         timeout=timeout,
+        gpus=gpus,
+        jobs_per_gpu=jobs_per_gpu,
+        workers=workers,
         fail_fast=fail_fast,
-        slots=_slots(gpu=gpu, gpus=gpus, jobs_per_gpu=jobs_per_gpu, workers=workers),
+        dry_run=dry_run,
+        quiet=quiet,
+        launcher=launcher.value,
+        max_jobs=max_jobs,
+        executor=executor.value if executor else None,
+        slurm={
+            "partition": partition,
+            "time": time_limit,
+            "gpus_per_job": gpus_per_job,
+            "cpus_per_job": cpus_per_job,
+            "mem_gb": mem_gb,
+            "account": account,
+            "qos": qos,
+            "max_running": max_running,
+        },
+        sbatch_args=sbatch_arg or [],
+        detach=detach,
     )
-    root = store.root_of(p, runs_dir)
-    settings = p.spec.executor if p.spec is not None else None
-    where = executor or (settings.use if settings else "local")
-    if where not in ("local", "slurm"):
-        err_console.print(f"--executor must be local or slurm, not {where!r}")
-        raise typer.Exit(2)
-    if where == "slurm" and p.search:
-        err_console.print("a search: block runs with the local executor only (for now)")
-        raise typer.Exit(2)
     try:
-        if where == "slurm":
-            from ftmatrix.runner import slurm
-
-            flags = {
-                "partition": partition,
-                "time": time_limit,
-                "gpus_per_job": gpus_per_job,
-                "cpus_per_job": cpus_per_job,
-                "mem_gb": mem_gb,
-                "account": account,
-                "qos": qos,
-                "max_running": max_running,
-            }
-            spec = _slurm_spec(settings, flags, sbatch_arg or [])
-            code = slurm.run(
-                p,
-                root=root,
-                options=options,
-                spec=spec,
-                display=progress.display(console, quiet=quiet),
-                detach=detach,
-            )
-        else:
-            code = execute.run(
-                p,
-                root=root,
-                options=options,
-                display=progress.display(console, quiet=quiet),
-                launcher=chosen,
-            )
-    except SelectError as err:
-        err_console.print(str(err))
+        outcome = dispatch.run(request, console=console)
+    except spec.MatrixError as err:
+        _refuse(matrix, err)
+    except dispatch.Refused as err:
+        err_console.print(str(err), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    if code == 0 and not quiet and not detach:
-        console.print(f"results in {root}; tables: ftmatrix report {p.name}")
-    raise typer.Exit(code)
-
-
-def _slots(*, gpu: str | None, gpus: str | None, jobs_per_gpu: int, workers: int) -> list:
-    """What runs at once: one entry per concurrent job, each the CUDA_VISIBLE_DEVICES
-    its job gets (None: --gpu, or nothing)."""
-    if gpus is None:
-        if jobs_per_gpu != 1:
-            err_console.print("--jobs-per-gpu needs --gpus")
-            raise typer.Exit(2)
-        return [None] * workers
-    if gpu is not None or workers != 1:
-        err_console.print(
-            "--gpus runs one job per GPU; it does not combine with --gpu or --workers"
-        )
-        raise typer.Exit(2)
-    if gpus == "all":
-        from ftmatrix.runner import launch
-
-        found = launch.gpu_indices()
-        if not found:
-            err_console.print("--gpus all: no GPU found (nvidia-smi lists none)")
-            raise typer.Exit(2)
-    else:
-        found = [g.strip() for g in gpus.split(",") if g.strip()]
-        if not found or not all(g.isdigit() for g in found) or len(set(found)) != len(found):
-            err_console.print(
-                f"--gpus must be distinct GPU indices like 0,1,2 or 'all', not {gpus!r}"
-            )
-            raise typer.Exit(2)
-    return [g for g in found for _ in range(jobs_per_gpu)]
-
-
-def _slurm_spec(settings, flags: dict, sbatch_args: list[str]):
-    """The matrix's executor.slurm settings with the command line's flags on top."""
-    from pydantic import ValidationError
-
-    from ftmatrix.matrix.executors import SlurmSpec
-
-    merged = settings.slurm.model_dump() if settings else {}
-    merged.update({k: v for k, v in flags.items() if v is not None})
-    for arg in sbatch_args:
-        key, sep, value = arg.partition("=")
-        if not sep or not key:
-            err_console.print(f"--sbatch-arg must be KEY=VALUE, not {arg!r}")
-            raise typer.Exit(2)
-        merged.setdefault("sbatch_args", {})[key.lstrip("-")] = value
-    try:
-        return SlurmSpec.model_validate(merged)
-    except ValidationError as err:
-        for e in err.errors():
-            err_console.print(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}")
-        raise typer.Exit(2) from None
+    if outcome.hint:
+        console.print(outcome.hint, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(outcome.code)
 
 
 @app.command()
@@ -339,14 +288,11 @@ def status(
     """Counts per state and a table of jobs: state, test accuracy, F1, time; for a search,
     the trials so far and the best one; for Slurm jobs, their queue state (sacct).
     Reads files only (and the Slurm queue, where jobs were submitted to it)."""
-    from rich.table import Table
-
-    from ftmatrix.runner import studies
-    from ftmatrix.runner.status import collect
+    from ftmatrix.runner import status as jobs
 
     root = _run_folder(target, runs_dir)
-    plan, rows = collect(root)
-    if not rows:
+    found = jobs.collect(root)
+    if not found.rows:
         err_console.print(f"no jobs under {root}")
         raise typer.Exit(2)
     unknown: dict[str, float] = {}
@@ -356,35 +302,47 @@ def status(
         from ftmatrix.runner import slurm
 
         active = slurm.collect(root, unknown_since=unknown)
-        plan, rows = collect(root)
+        found = jobs.collect(root)
         if not active:
             break
-        console.print(time.strftime("%H:%M:%S ") + _counts(plan, root, rows), highlight=False)
+        console.print(time.strftime("%H:%M:%S ") + _counts(found), highlight=False)
         time.sleep(interval)
-    console.print(_counts(plan, root, rows))
-    searched = studies.read(root)
+    _show_status(found, root=root, max_rows=max_rows)
+
+
+def _show_status(found, *, root: Path, max_rows: int) -> None:
+    """The counts, a search's trials, the table of jobs; damaged files on stderr."""
+    from rich.table import Table
+
+    from ftmatrix.result import DamagedFile, read_search
+    from ftmatrix.runner import studies
+
+    for problem in found.problems:
+        err_console.print(problem, markup=False, highlight=False, soft_wrap=True)
+    console.print(_counts(found), markup=False, highlight=False)
+    try:
+        searched = read_search(root)
+    except DamagedFile as err:
+        err_console.print(str(err), markup=False, highlight=False, soft_wrap=True)
+        searched = None
     for line in studies.best_lines(searched) if searched else []:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     table = Table(show_lines=False)
     for column in ("id", "label", "state", "test acc", "F1", "time"):
         table.add_column(column)
-    for row in rows[:max_rows]:
+    for row in found.rows[:max_rows]:
         fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
         state = row.state + (f" ({row.error})" if row.error else "")
         time_s = "" if row.seconds is None else f"{row.seconds:.0f} s"
-        table.add_row(
-            row.id, row.label, state, fmt(row.accuracy, ".4f"), fmt(row.f1, ".4f"), time_s
-        )
+        cells = (row.id, row.label, state, fmt(row.accuracy, ".4f"), fmt(row.f1, ".4f"), time_s)
+        table.add_row(*(escape(c) for c in cells))
     console.print(table)
-    if len(rows) > max_rows:
-        console.print(f"... {len(rows) - max_rows} more (--max-rows)")
+    if len(found.rows) > max_rows:
+        console.print(f"... {len(found.rows) - max_rows} more (--max-rows)")
 
 
-def _counts(plan: dict, root: Path, rows) -> str:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row.state.split(" ")[0]] = counts.get(row.state.split(" ")[0], 0) + 1
-    return f"{plan.get('name', root.name)}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+def _counts(found) -> str:
+    return f"{found.name}: " + ", ".join(f"{n} {s}" for s, n in found.counts().items())
 
 
 def _run_folder(target: str, runs_dir: Path | None) -> Path:
@@ -395,6 +353,12 @@ def _run_folder(target: str, runs_dir: Path | None) -> Path:
 
         return store.root_of(_load_plan(path, 10**9), runs_dir)
     return (runs_dir or Path("runs")) / target
+
+
+class ReportFormat(str, Enum):
+    md = "md"
+    csv = "csv"
+    latex = "latex"
 
 
 @app.command()
@@ -415,8 +379,9 @@ def report(
     ] = None,
     per_class: Annotated[bool, typer.Option(help="Per-class accuracy for every job.")] = False,
     fmt: Annotated[
-        str, typer.Option("--format", help="md (with plots and results.csv), csv or latex.")
-    ] = "md",
+        ReportFormat,
+        typer.Option("--format", help="md (with plots and results.csv), csv or latex."),
+    ] = ReportFormat.md,
     out: Annotated[
         Path | None, typer.Option(help="Where to write (default: runs/<name>/report.md).")
     ] = None,
@@ -424,13 +389,11 @@ def report(
 ) -> None:
     """Write comparison tables, the effect of each setting and learning curves."""
     from ftmatrix.reports.report import write
+    from ftmatrix.result import PLAN
 
-    if fmt not in ("md", "csv", "latex"):
-        err_console.print(f"--format must be md, csv or latex, not {fmt!r}")
-        raise typer.Exit(2)
     for target in targets:
         root = _run_folder(target, runs_dir)
-        if not (root / "plan.json").exists():
+        if not (root / PLAN).exists():
             err_console.print(f"no run folder at {root} (run the matrix first)")
             raise typer.Exit(2)
         target_out = out if out is None or len(targets) == 1 else out / root.name / out.name
@@ -442,7 +405,7 @@ def report(
                 rows=rows,
                 cols=cols,
                 per_class=per_class,
-                fmt=fmt,
+                fmt=fmt.value,
                 plots=plots,
             )
         except ValueError as err:
@@ -451,11 +414,17 @@ def report(
         console.print(f"wrote {path}")
 
 
+class ServerAction(str, Enum):
+    start = "start"
+    stop = "stop"
+    status = "status"
+
+
 @app.command()
 def server(
     action: Annotated[
-        str, typer.Argument(help="start, stop or status.", show_default=False)
-    ] = "status",
+        ServerAction, typer.Argument(help="start, stop or status.", show_default=False)
+    ] = ServerAction.status,
     idle: Annotated[
         float, typer.Option(min=0.1, help="start: minutes without a job before it exits.")
     ] = 30.0,
@@ -465,19 +434,16 @@ def server(
     at once. It exits after --idle minutes without a job, or on `ftmatrix server stop`."""
     import time
 
-    from ftmatrix.runner import server as warm
+    from ftmatrix.runner.launchers import warm
 
-    if action not in ("start", "stop", "status"):
-        err_console.print(f"the action must be start, stop or status, not {action!r}")
-        raise typer.Exit(2)
-    if action == "stop":
+    if action == ServerAction.stop:
         stopped = warm.stop()
         pids = ", ".join(str(info["pid"]) for info in stopped)
         console.print(f"stopped {len(stopped)} server(s)" + (f": pid {pids}" if pids else ""))
         return
     path = warm.address()  # (a fingerprint of the code and setting: worked out once)
     info = warm.ping(path)
-    if action == "status":
+    if action == ServerAction.status:
         others = len(warm.running()) - (info is not None)
         if others:
             console.print(f"{others} server(s) for other code or settings (stop: server stop)")

@@ -17,24 +17,33 @@ from rich.progress import (
 )
 
 from ftmatrix.matrix.plan import Job
+from ftmatrix.result import Result
 
 
-def _summary(job: Job, state: str, result: dict | None, seconds: float) -> str:
+def _summary(job: Job, state: str, result: Result | None, seconds: float) -> str:
     name = job.label or job.id
-    test = (result or {}).get("test") or {}
-    if state == "done" and test:
+    test = result.test if result is not None else None
+    if state == "done" and test is not None:
         return (
-            f"{name}: done — test acc {test['accuracy']:.4f}, F1 {test['f1_macro']:.4f} "
-            f"({seconds:.1f} s)"
+            f"{name}: done — test acc {test.accuracy:.4f}, F1 {test.f1_macro:.4f} ({seconds:.1f} s)"
         )
     if state == "failed":
-        error = (result or {}).get("error_class", "crash")
-        message = (result or {}).get("error_message") or ""
+        error = (result.error_class if result is not None else None) or "crash"
+        message = (result.error_message if result is not None else None) or ""
         return f"{name}: FAILED ({error}) {message[:120]} ({seconds:.1f} s)"
     if state == "pruned":
-        message = (result or {}).get("error_message") or ""
+        message = (result.error_message if result is not None else None) or ""
         return f"{name}: pruned — {message} ({seconds:.1f} s)"
     return f"{name}: {state} ({seconds:.1f} s)"
+
+
+def eta(*, queued: int, running: list[float], mean: float, slots: int) -> float:
+    """Seconds until the matrix is done: the jobs running now (each expected to take
+    `mean` seconds, `running` holds how long each has run) and `queued` jobs of `mean`
+    seconds each, on `slots` jobs at a time."""
+    left = [max(mean - ran, 0.0) for ran in running]
+    spread = (sum(left) + queued * mean) / max(slots, 1)
+    return max(spread, max(left, default=0.0), mean if queued else 0.0)
 
 
 class Plain:
@@ -48,7 +57,8 @@ class Plain:
         self.total = 0
         self.finished = 0
         self.started = time.monotonic()
-        self.parallel = False
+        self.parallel = False  # several jobs at a time (a pool)
+        self.slots = 1  # how many
 
     def start(self, total: int, todo: int) -> None:
         self.total = total
@@ -71,7 +81,7 @@ class Plain:
                 f"({event['samples_per_second']:.0f} samples/s)"
             )
 
-    def job_finished(self, job: Job, state: str, result: dict | None, seconds: float) -> None:
+    def job_finished(self, job: Job, state: str, result: Result | None, seconds: float) -> None:
         self.finished += 1
         self.say(f"[{self.finished}/{self.total}] " + _summary(job, state, result, seconds))
 
@@ -95,6 +105,7 @@ class Live(Plain):
         )
         self.matrix = None
         self.running: dict[str, int] = {}  # job id -> its bar (one per running job)
+        self.began: dict[str, float] = {}  # job id -> when it started (running jobs)
         self.epochs: dict[str, int] = {}
         self.durations: list[float] = []
 
@@ -109,6 +120,7 @@ class Live(Plain):
             self.bars.remove_task(self.running.pop(job.id))
         label = f"  {job.label or job.id}"[:50]
         self.running[job.id] = self.bars.add_task(label, total=None, info="")
+        self.began[job.id] = time.monotonic()
 
     def event(self, job: Job, event: dict) -> None:
         kind = event.get("event")
@@ -123,15 +135,27 @@ class Live(Plain):
                 self.running[job.id], total=event["steps"], completed=event["step"], info=info
             )
 
-    def job_finished(self, job: Job, state: str, result: dict | None, seconds: float) -> None:
+    def job_finished(self, job: Job, state: str, result: Result | None, seconds: float) -> None:
         if job.id in self.running:
             self.bars.remove_task(self.running.pop(job.id))
+        self.began.pop(job.id, None)
         self.finished += 1
-        self.durations.append(seconds)
+        if seconds > 0:  # (not a job that another runner ran: it says nothing of ours)
+            self.durations.append(seconds)
         self.bars.console.print(_summary(job, state, result, seconds), highlight=False)
-        left = self.total - self.bars.tasks[0].completed - 1
-        mean = sum(self.durations) / len(self.durations)
-        self.bars.update(self.matrix, advance=1, info=f"ETA {max(left, 0) * mean:.0f} s")
+        left = max(self.total - self.bars.tasks[0].completed - 1, 0)
+        info = ""
+        if self.durations:
+            now = time.monotonic()
+            running = [now - began for began in self.began.values()]
+            seconds_left = eta(
+                queued=max(left - len(running), 0),
+                running=running,
+                mean=sum(self.durations) / len(self.durations),
+                slots=self.slots,
+            )
+            info = f"ETA {seconds_left:.0f} s"
+        self.bars.update(self.matrix, advance=1, info=info)
 
     def close(self) -> None:
         self.bars.stop()

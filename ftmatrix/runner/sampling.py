@@ -1,4 +1,5 @@
-"""optuna's half of a tuned search: the sampler for a strategy and the pruner for `prune`.
+"""optuna's half of a tuned search: the sampler for a strategy, the pruner for `prune`,
+and `reopen` (a trial left RUNNING by a killed runner).
 The `search:` block itself (schema, space, distributions) is `ftmatrix.matrix.search`."""
 
 from __future__ import annotations
@@ -47,3 +48,28 @@ def pruner(spec: SearchSpec):
     if spec.prune == "asha":
         return optuna.pruners.SuccessiveHalvingPruner()
     return optuna.pruners.NopPruner()
+
+
+def reopen(study, frozen):
+    """A live `optuna.trial.Trial` for a RUNNING trial of `study` that another runner
+    drew and left (it was killed), so that this runner suggests, reports and tells it.
+
+    optuna has no public way to do this: its own `Study.ask` builds
+    `Trial(study, trial_id)`, and a FrozenTrial keeps the id privately. This is the one
+    place that relies on both; where an optuna release changes them it raises at once
+    (and tests/runner/test_sampling.py fails) instead of guessing."""
+    import optuna
+
+    trial_id = getattr(frozen, "_trial_id", None)
+    if not isinstance(trial_id, int):
+        raise RuntimeError(
+            f"optuna {optuna.__version__}: a FrozenTrial no longer has _trial_id; "
+            "ftmatrix.runner.sampling.reopen needs another way to reopen a trial"
+        )
+    trial = optuna.trial.Trial(study, trial_id)
+    if trial.number != frozen.number:
+        raise RuntimeError(
+            f"optuna {optuna.__version__}: Trial(study, id) no longer reopens trial "
+            f"{frozen.number} (got {trial.number}); see ftmatrix.runner.sampling.reopen"
+        )
+    return trial

@@ -1,31 +1,25 @@
-"""Rich rendering of a plan for `ftmatrix plan`. No torch."""
+"""Rich rendering of a plan for `ftmatrix plan` and `ftmatrix run --dry-run`: every job
+with the settings that vary and its state on disk (done, failed, ...). No torch."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ftmatrix.matrix.plan import Plan
-from ftmatrix.result import RESULT
+from ftmatrix.runner import store
 
 # More rows than this are elided in the middle: a 10,000-job table helps nobody.
 MAX_ROWS = 200
-
-
-def run_root(plan: Plan, runs_dir: Path | None = None) -> Path:
-    """runs/<name>: --runs-dir, else the matrix's runs_dir (relative to the file), else ./runs."""
-    if runs_dir is not None:
-        return Path(runs_dir) / plan.name
-    if plan.runs_dir:
-        return (plan.path.parent / plan.runs_dir) / plan.name
-    return Path("runs") / plan.name
+STYLES = {"done": "green", "failed": "red", "running": "cyan", "pruned": "yellow"}
 
 
 def plan_table(plan: Plan, *, console: Console, runs_dir: Path | None = None) -> None:
-    root = run_root(plan, runs_dir)
-    done = {j.id for j in plan.jobs if (root / j.id / RESULT).exists()}
+    root = store.root_of(plan, runs_dir)
+    seen = {j.id: store.inspect(root / j.id) for j in plan.jobs}
     table = Table(title=f"{plan.name}: {len(plan.jobs)} jobs", title_justify="left")
     table.add_column("#", justify="right", style="dim")
     table.add_column("id", style="cyan", no_wrap=True)
@@ -40,11 +34,28 @@ def plan_table(plan: Plan, *, console: Console, runs_dir: Path | None = None) ->
             table.add_row("…", f"{len(plan.jobs) - MAX_ROWS} more", *[""] * (len(plan.axes) + 1))
             continue
         n = i + 1 if i < MAX_ROWS // 2 else len(plan.jobs) - (len(shown) - 1 - i)
-        state = "[green]done[/]" if job.id in done else "pending"
-        table.add_row(str(n), job.id, *[job.settings[a] for a in plan.axes], state)
+        table.add_row(str(n), job.id, *[job.settings[a] for a in plan.axes], _state(seen[job.id]))
     console.print(table)
+    for job in plan.jobs:
+        if seen[job.id].damaged:
+            console.print(f"{seen[job.id].damaged}; the job counts as unfinished", markup=False)
+    console.print(_summary(plan, [s.state for s in seen.values()]), soft_wrap=True)
+
+
+def _state(seen: store.Seen) -> str:
+    text = seen.state + (" (damaged result)" if seen.damaged else "")
+    style = STYLES.get(seen.state)
+    return f"[{style}]{escape(text)}[/]" if style else escape(text)
+
+
+def _summary(plan: Plan, states: list[str]) -> str:
+    """`6 jobs (2 done, 1 failed, 3 pending)`: done and pending always, the rest when
+    there are any."""
+    order = ("done", "failed", "pruned", "running", "interrupted", "pending")
+    counts = {s: states.count(s) for s in order}
+    parts = [f"{n} {s}" for s, n in counts.items() if n or s in ("done", "pending")]
+    summary = f"{len(plan.jobs)} jobs ({', '.join(parts)})"
     merged = plan.points - len(plan.jobs)
-    summary = f"{len(plan.jobs)} jobs ({len(done)} done, {len(plan.jobs) - len(done)} pending)"
     if merged > 0:
         summary += f"; {merged} matrix points were identical to another and merged"
     if plan.search and plan.spec is not None and plan.spec.search is not None:
@@ -55,4 +66,4 @@ def plan_table(plan: Plan, *, console: Console, runs_dir: Path | None = None) ->
             f"{over}, {search.direction} {search.metric}: trials are drawn when the matrix "
             "runs; `ftmatrix status` lists them"
         )
-    console.print(summary, soft_wrap=True)
+    return summary

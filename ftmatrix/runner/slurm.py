@@ -20,26 +20,19 @@ preempted (a requeued job is simply followed), anything else -> crash.
 
 from __future__ import annotations
 
-import json
-import os
+import signal
 import time
 from pathlib import Path
 
 from ftmatrix.matrix.executors import SlurmSpec
 from ftmatrix.matrix.plan import Job, Plan
-from ftmatrix.result import LOG, PROGRESS, write_json_atomic
-from ftmatrix.runner import store
-from ftmatrix.runner.execute import (
-    INTERRUPTED,
-    checked,
-    follow_progress,
-    record_failure,
-    summary,
-    todo,
-)
+from ftmatrix.matrix.select import select
+from ftmatrix.result import PROGRESS, SLURM_RECORD, DamagedFile, read_json_object, write_json_atomic
+from ftmatrix.runner import attempt, store
+from ftmatrix.runner.attempt import INTERRUPTED, Options, follow_progress, record_failure
+from ftmatrix.runner.launchers import process
 from ftmatrix.runner.progress import Plain
 
-RECORD = "slurm.json"
 UNKNOWN_GRACE = 120.0  # seconds a job may be in neither squeue nor sacct (accounting lag)
 SUBMITIT = ".slurm"
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "COMPLETING", "CONFIGURING", "RESIZING", "SUSPENDED")
@@ -54,28 +47,31 @@ FAILURES = {
 
 
 def run_job(job_dir: str) -> int:
-    """What each Slurm task runs: the trainer on its job folder, output to log.txt."""
-    import signal
+    """What each Slurm task runs: the trainer on its job folder, output to log.txt.
 
+    Its import path is pinned: submitit pickled `ftmatrix.runner.slurm.run_job` into
+    every queued task, so it must resolve in later versions too."""
     # submitit signals USR2 before the time limit to offer a requeue; a plain job would
     # then die with an exception mid-epoch. Ignore it: at the limit Slurm sends SIGTERM,
     # which the trainer turns into a clean stop with its checkpoint kept.
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    log = os.open(os.path.join(job_dir, LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.write(log, f"--- start {time.strftime('%Y-%m-%d %H:%M:%S')} (slurm)\n".encode())
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    process.log_header(job_dir, "slurm")
+    process.redirect_output(job_dir)
     from ftmatrix.trainers.job import main
 
     return main(job_dir)
 
 
 def read_record(job_dir: Path) -> dict | None:
+    """slurm.json: the Slurm job a job folder was submitted as; None when there is
+    none, or it is damaged (the job then counts as never submitted)."""
     try:
-        return json.loads((job_dir / RECORD).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+        record = read_json_object(job_dir / SLURM_RECORD)
+    except DamagedFile:
         return None
+    if record is None or not isinstance(record.get("job_id"), str):
+        return None
+    return record
 
 
 def queue_states(job_ids: list[str]) -> dict[str, str]:
@@ -140,18 +136,20 @@ def run(
     plan: Plan,
     *,
     root: Path,
-    options,
+    options: Options,
     spec: SlurmSpec,
     display: Plain,
     detach: bool = False,
+    target: str | None = None,
 ) -> int:
-    """Submit what is left of the plan and follow it; the exit code as for local runs."""
-    from ftmatrix.matrix.select import select
-
+    """Submit what is left of the plan and follow it; the exit code as for local runs.
+    `target` names the run in the commands it suggests (`ftmatrix status TARGET`)."""
+    target = target or plan.name
     jobs = select(plan.jobs, options.only)
     attached: dict[str, str] = {}  # our job id -> Slurm job id, still in the queue
     records = {j.id: read_record(root / j.id) for j in jobs}
     live = queue_states([r["job_id"] for r in records.values() if r])
+    states = attempt.states(jobs, root=root, display=display)
     for job in jobs:
         record = records[job.id]
         if record and live.get(record["job_id"]) in ACTIVE and not store.read_status(root / job.id):
@@ -159,9 +157,9 @@ def run(
     queue = [
         j
         for j in jobs
-        if j.id not in attached and todo(j, _state(root / j.id, records[j.id]), options)
+        if j.id not in attached and attempt.todo(_state(states[j.id], records[j.id]), options)
     ]
-    if not checked(queue, plan=plan, root=root, display=display):
+    if not attempt.checked(queue, plan=plan, root=root, display=display):
         return 2
     store.prepare(plan, root)
     display.start(len(jobs), len(queue) + len(attached))
@@ -172,7 +170,7 @@ def run(
         display.close()
         display.console.print(
             f"submitted; {len(attached)} job(s) on the cluster. Follow with `ftmatrix status "
-            f"{plan.name}`; `ftmatrix run` again collects the results."
+            f"{target}`; `ftmatrix run` again collects the results."
         )
         return 0
     by_id = {j.id: j for j in jobs}
@@ -182,23 +180,22 @@ def run(
         display.close()
         display.console.print(
             "stopped following; the jobs go on on the cluster. `ftmatrix run` again "
-            f"re-attaches, `ftmatrix cancel {plan.name}` cancels them."
+            f"re-attaches, `ftmatrix cancel {target}` cancels them."
         )
         return INTERRUPTED
     display.close()
-    return summary(jobs, root=root, display=display)
+    return attempt.summary(jobs, root=root, display=display)
 
 
-def _state(job_dir: Path, record: dict | None) -> str:
+def _state(state: str, record: dict | None) -> str:
     """A job's state for the submit decision: a job that was submitted but left the
     queue without a result is interrupted (resumable), like a killed local job."""
-    state = store.state(job_dir)
     if record and state == "pending":
         return "interrupted"
     return state
 
 
-def _submit(plan: Plan, queue: list[Job], *, root: Path, spec: SlurmSpec, options) -> dict:
+def _submit(plan: Plan, queue: list[Job], *, root: Path, spec: SlurmSpec, options: Options) -> dict:
     """One job array for the queue; each job claimed by its lock while it is checked
     and recorded, so two runners never submit the same job."""
     claims, chosen = [], []
@@ -224,7 +221,7 @@ def _submit(plan: Plan, queue: list[Job], *, root: Path, spec: SlurmSpec, option
         ids = {}
         for job, sjob in zip(chosen, submitted, strict=True):
             write_json_atomic(
-                root / job.id / RECORD,
+                root / job.id / SLURM_RECORD,
                 {"job_id": sjob.job_id, "submitted": time.time(), "folder": SUBMITIT},
             )
             ids[job.id] = sjob.job_id
@@ -263,10 +260,8 @@ def _follow_queue(attached: dict[str, str], jobs: dict[str, Job], *, root, spec,
             if result is None:
                 error = FAILURES.get(state, "crash")
                 result = record_failure(job_dir, error, f"Slurm job {slurm_id} ended {state}")
-            seconds = (result.get("timing") or {}).get("total") or (
-                time.monotonic() - started[our_id]
-            )
-            display.job_finished(job, result.get("status", "failed"), result, seconds)
+            seconds = result.timing.get("total") or (time.monotonic() - started[our_id])
+            display.job_finished(job, result.status, result, seconds)
             del attached[our_id]
         if attached:
             time.sleep(spec.poll)

@@ -1,14 +1,17 @@
-"""`ftmatrix status`: the state of every job of a run folder, from files only."""
+"""`ftmatrix status`: the state of every job of a run folder, from files only.
+
+A damaged file never stops it: a result.json that cannot be read leaves its job
+unfinished (interrupted) with the problem as its error, a damaged plan.json leaves the
+job folders themselves to list; each problem is named in `problems`."""
 
 from __future__ import annotations
 
-import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftmatrix.result import PLAN
-from ftmatrix.runner import store
+from ftmatrix.result import CONFIG, DamagedFile, read_plan
+from ftmatrix.runner import slurm, store
 
 
 @dataclass
@@ -22,32 +25,50 @@ class Row:
     error: str | None = None
 
 
-def collect(root: Path) -> tuple[dict, list[Row]]:
-    """(plan.json as data, one row per job: planned jobs first, then stale folders)."""
+@dataclass
+class Status:
+    """What `collect` found: the plan's name and every job, planned jobs first."""
+
+    name: str
+    rows: list[Row]
+    problems: list[str] = field(default_factory=list)  # damaged files, named
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in self.rows:
+            state = row.state.split(" ")[0]
+            out[state] = out.get(state, 0) + 1
+        return out
+
+
+def collect(root: Path) -> Status:
+    """Every job of the run folder: the plan's, then folders no longer in the plan
+    (stale). Without a readable plan.json, every job folder, none of them stale."""
+    problems = []
     try:
-        plan = json.loads((root / PLAN).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        plan = {"name": root.name, "jobs": []}
+        plan = read_plan(root)
+    except DamagedFile as err:
+        plan = None
+        problems.append(f"{err}; listing the job folders instead")
     rows = []
     planned = set()
-    for entry in plan["jobs"]:
-        planned.add(entry["id"])
-        rows.append(_row(root / entry["id"], entry.get("label", "")))
+    for entry in plan.jobs if plan is not None else []:
+        planned.add(entry.id)
+        rows.append(_row(root / entry.id, entry.label, problems))
     if root.exists():
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in planned):
-            if (folder / "config.json").exists():
-                row = _row(folder, "")
-                row.state = f"stale ({row.state})"
+            if (folder / CONFIG).exists():
+                row = _row(folder, "", problems)
+                if plan is not None:
+                    row.state = f"stale ({row.state})"
                 rows.append(row)
     _queue_states(root, rows)
-    return plan, rows
+    return Status(plan.name if plan is not None else root.name, rows, problems)
 
 
 def _queue_states(root: Path, rows: list[Row]) -> None:
     """Unfinished jobs submitted to Slurm: their queue state (queued, running, or how
     Slurm ended them), asked of sacct once for all — only when there are any."""
-    from ftmatrix.runner import slurm
-
     records = {
         row.id: record
         for row in rows
@@ -72,17 +93,22 @@ def _queue_states(root: Path, rows: list[Row]) -> None:
             row.error = None if state in names else (f"slurm: {state.lower()}" if state else None)
 
 
-def _row(job_dir: Path, label: str) -> Row:
-    result = store.read_status(job_dir)
+def _row(job_dir: Path, label: str, problems: list[str]) -> Row:
+    seen = store.inspect(job_dir)
+    result = seen.result
     if result is None:
-        return Row(job_dir.name, label, store.state(job_dir))
-    test = result.get("test") or {}
+        if seen.damaged:
+            problems.append(f"{seen.damaged}; the job counts as unfinished")
+        return Row(
+            job_dir.name, label, seen.state, error="damaged result" if seen.damaged else None
+        )
+    test = result.test
     return Row(
         job_dir.name,
         label,
-        result.get("status", "failed"),
-        test.get("accuracy"),
-        test.get("f1_macro"),
-        (result.get("timing") or {}).get("total"),
-        result.get("error_class"),
+        result.status,
+        test.accuracy if test else None,
+        test.f1_macro if test else None,
+        result.timing.get("total"),
+        result.error_class,
     )

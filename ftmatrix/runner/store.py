@@ -3,7 +3,8 @@
 State of a job folder, from its files and its lock:
   done / failed / pruned   result.json says so (written last, atomically)
   running                  its lock is held (by a runner or by the job process itself)
-  interrupted              no result, lock free, but the job started (a process died)
+  interrupted              no result, lock free, but the job started (a process died),
+                           or its result.json cannot be read: it runs again and resumes
   pending                  never started
 
 Locks are `fcntl.flock` locks on <job>/.lock. The runner hands the locked file to the
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import time
@@ -26,16 +26,25 @@ from pathlib import Path
 
 from ftmatrix.matrix.plan import Job, Plan
 from ftmatrix.result import (
+    CHECKPOINT,
     CONFIG,
+    LOCK,
     LOG,
     MATRIX_SNAPSHOT,
+    METRICS,
     PLAN,
+    PREDICTIONS,
+    PROGRESS,
     RESULT,
+    STARTS,
+    WEIGHTS,
+    DamagedFile,
+    Result,
+    read_result,
     write_atomic,
     write_json_atomic,
 )
 
-LOCK = ".lock"
 STATES = ("pending", "running", "done", "failed", "pruned", "interrupted")
 
 
@@ -125,27 +134,48 @@ def is_locked(job_dir: Path) -> bool:
     return False
 
 
-def read_status(job_dir: Path) -> dict | None:
-    """result.json as plain data (fast: status reads thousands), or None."""
+@dataclass
+class Seen:
+    """A job folder as its files and lock show it."""
+
+    state: str  # one of STATES
+    result: Result | None = None  # result.json, when it is there and readable
+    damaged: str | None = None  # "damaged: <path>: <problem>": the job counts as unfinished
+
+
+def inspect(job_dir: Path, *, claimed: bool = False) -> Seen:
+    """The job's state, its result and what is wrong with result.json, if anything;
+    `claimed` when this process holds its lock (so it is not "running" for that reason).
+
+    A result.json that cannot be read (truncated, not UTF-8, not a result) does not
+    finish a job: it counts as interrupted and runs again (resuming from its checkpoint)."""
+    damaged = None
     try:
-        return json.loads((job_dir / RESULT).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        result = read_result(job_dir)
+    except DamagedFile as err:
+        result, damaged = None, str(err)
+    if result is not None:
+        return Seen(result.status, result)
+    if not job_dir.exists():
+        return Seen("pending")
+    if not claimed and is_locked(job_dir):
+        return Seen("running", damaged=damaged)
+    if (job_dir / LOG).exists() or (job_dir / CHECKPOINT).exists() or damaged:
+        return Seen("interrupted", damaged=damaged)
+    return Seen("pending")
 
 
 def state(job_dir: Path, *, claimed: bool = False) -> str:
-    """The job's state; `claimed` when this process holds its lock (so it is not
-    "running" for that reason)."""
-    result = read_status(job_dir)
-    if result is not None:
-        return result.get("status", "failed")
-    if not job_dir.exists():
-        return "pending"
-    if not claimed and is_locked(job_dir):
-        return "running"
-    if (job_dir / LOG).exists() or (job_dir / "checkpoint").exists():
-        return "interrupted"
-    return "pending"
+    """The job's state (see `inspect`)."""
+    return inspect(job_dir, claimed=claimed).state
+
+
+def read_status(job_dir: Path) -> Result | None:
+    """result.json, or None: not finished, or not readable (see `inspect`)."""
+    try:
+        return read_result(job_dir)
+    except DamagedFile:
+        return None
 
 
 def reset(job_dir: Path, *, fresh: bool) -> None:
@@ -153,7 +183,7 @@ def reset(job_dir: Path, *, fresh: bool) -> None:
     checkpoint and metrics so it starts from epoch 1 (--force)."""
     (job_dir / RESULT).unlink(missing_ok=True)
     if fresh:
-        for name in ("metrics.jsonl", "progress.jsonl", "predictions.npz", "starts.log"):
+        for name in (METRICS, PROGRESS, PREDICTIONS, STARTS):
             (job_dir / name).unlink(missing_ok=True)
-        for name in ("checkpoint", "weights"):
+        for name in (CHECKPOINT, WEIGHTS):
             shutil.rmtree(job_dir / name, ignore_errors=True)

@@ -2,8 +2,9 @@
 
   search.db     optuna's RDB storage (SQLite): one study per grid point, the source of
                 truth for trials; several runners may share it.
-  search.json   what `status` and reports read without optuna: per grid point, every
-                trial with its job, state, value and settings, and the best one.
+  search.json   what `status` and reports read without optuna (`result.read_search`):
+                per grid point, every trial with its job, state, value and settings,
+                and the best one.
   plan.json     the trials as jobs (id, label, settings), so that status and reports
                 treat a trial like any other job.
 
@@ -16,7 +17,6 @@ turning pruning on continues the same study.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,23 @@ from pydantic import ValidationError
 
 from ftmatrix.config import JobConfig, cross_check
 from ftmatrix.identity import canonical_json, hash_id
-from ftmatrix.matrix.plan import Job, Plan, _assign, _fmt
+from ftmatrix.matrix.labels import fmt
+from ftmatrix.matrix.paths import assign
+from ftmatrix.matrix.plan import Job, Plan
 from ftmatrix.matrix.search import Dist, SearchSpec, grid_size
-from ftmatrix.result import PLAN, PlanEntry, PlanFile, read_metrics, write_json_atomic
+from ftmatrix.result import (
+    PLAN,
+    SEARCH_DB,
+    SEARCH_SUMMARY,
+    DamagedFile,
+    PlanEntry,
+    PlanFile,
+    Result,
+    read_metrics,
+    write_json_atomic,
+)
 from ftmatrix.runner import store
 
-DB = "search.db"
-SUMMARY = "search.json"
 LOCK = ".search.lock"  # serialises creating the database and rewriting the summary
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
@@ -41,7 +51,7 @@ def storage(root: Path):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the runner says what happens
     root.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{(root / DB).resolve()}"
+    url = f"sqlite:///{(root / SEARCH_DB).resolve()}"
     with store.locked(root / LOCK):  # two runners creating the tables at once collide
         # timeout: wait for another runner's write instead of failing with "locked"
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
@@ -66,7 +76,7 @@ def budget(spec: SearchSpec, dists: list[Dist]) -> int:
 
 def display(value: Any) -> str:
     """A searched value as labels show it: 4 significant digits for floats."""
-    return f"{value:.4g}" if isinstance(value, float) else _fmt(value)
+    return f"{value:.4g}" if isinstance(value, float) else fmt(value)
 
 
 def trial_job(point: Job, dists: list[Dist], params: dict[str, Any]) -> tuple[Job | None, str]:
@@ -77,7 +87,7 @@ def trial_job(point: Job, dists: list[Dist], params: dict[str, Any]) -> tuple[Jo
     values = {d.path: d.value(params[d.path]) for d in dists}
     raw = point.config.model_dump()
     for path, value in values.items():
-        raw = _assign(raw, path.split("."), value)
+        raw = assign(raw, path.split("."), value)
     try:
         config = JobConfig.model_validate(raw)
     except ValidationError as err:
@@ -90,13 +100,18 @@ def trial_job(point: Job, dists: list[Dist], params: dict[str, Any]) -> tuple[Jo
     return point.with_search(config, {p: display(v) for p, v in values.items()}), ""
 
 
-def metric_value(result: dict, job_dir: Path, spec: SearchSpec) -> float | None:
+def metric_value(result: Result, job_dir: Path, spec: SearchSpec) -> float | None:
     """The searched metric of a finished job: a test metric from result.json, or the
-    best epoch's value of a validation metric from metrics.jsonl."""
+    best epoch's value of a validation metric from metrics.jsonl (None where that is
+    damaged)."""
     if spec.metric.startswith("test."):
-        value = (result.get("test") or {}).get(spec.metric.removeprefix("test."))
+        value = getattr(result.test, spec.metric.removeprefix("test."), None)
         return None if value is None else float(value)
-    values = [getattr(m, spec.metric) for m in read_metrics(job_dir)]
+    try:
+        epochs = read_metrics(job_dir)
+    except DamagedFile:
+        return None
+    values = [getattr(m, spec.metric) for m in epochs]
     values = [v for v in values if v is not None]
     if not values:
         return None
@@ -174,17 +189,9 @@ def write(root: Path, plan: Plan, storage) -> dict:
     writer holds the newest view); the summary."""
     with store.locked(root / LOCK):
         summary, planfile = summarize(plan, storage)
-        write_json_atomic(root / SUMMARY, summary)
+        write_json_atomic(root / SEARCH_SUMMARY, summary)
         write_json_atomic(root / PLAN, planfile.model_dump(mode="json"))
     return summary
-
-
-def read(root: Path) -> dict | None:
-    """search.json, or None when the run folder holds no search."""
-    try:
-        return json.loads((root / SUMMARY).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def best_lines(summary: dict) -> list[str]:

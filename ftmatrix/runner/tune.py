@@ -4,7 +4,7 @@ ask/tell, whose trials are ordinary jobs.
 A trial: ask -> its settings applied to the point's config (validated like any job) ->
 the job id by the usual scheme -> a job that already finished is told from its
 result.json and never trained again; otherwise the job runs through
-`execute.run_job` (same claim, launcher and records as any job) while its epochs are
+`attempt.run` (same claim, launcher and records as any job) while its epochs are
 reported to the pruner, and the outcome is told: the metric, pruned, or failed.
 
 Budget: a study is finished when it holds `trials` finished trials — complete, pruned
@@ -45,9 +45,10 @@ from pathlib import Path
 from ftmatrix.matrix import search
 from ftmatrix.matrix.plan import Job, Plan
 from ftmatrix.matrix.select import select
-from ftmatrix.result import read_metrics
-from ftmatrix.runner import execute, sampling, store, studies
-from ftmatrix.runner.launch import Launcher
+from ftmatrix.result import DamagedFile, read_metrics
+from ftmatrix.runner import attempt, sampling, store, studies
+from ftmatrix.runner.attempt import CtrlC, Options
+from ftmatrix.runner.launchers.process import Launcher
 from ftmatrix.runner.progress import Plain
 
 WAIT = "wait"  # every trial of the budget is drawn, some still run elsewhere
@@ -129,7 +130,7 @@ class PointSearch:
             1 for t in trials if t.state.name in studies.FINISHED and t.number not in retried
         )
 
-    def next(self, options: execute.Options) -> _Task | str | None:
+    def next(self, options: Options) -> _Task | str | None:
         """The next trial to run: a stale one, else a new one; WAIT, or None when the
         budget is spent. Under the study's lock."""
         from optuna.trial import TrialState
@@ -157,17 +158,17 @@ class PointSearch:
         job, _ = studies.trial_job(self.point, self.dists, trial.params)
         return job is None or not store.is_locked(self.root / job.id)
 
-    def _take(self, trial, options: execute.Options) -> _Task | None:
+    def _take(self, trial, options: Options) -> _Task | None:
         """Draw (or read back) a trial's settings and claim its job; None when the
         settings make no valid job (the trial is told failed)."""
-        from optuna.trial import FrozenTrial, Trial, TrialState
+        from optuna.trial import FrozenTrial, TrialState
 
         reported: set[int] = set()
         if isinstance(trial, FrozenTrial):
             reported = set(trial.intermediate_values)
             # settings cut short by a kill are drawn as the first runner would have
             self.study.sampler = sampler_for(self.spec, self.dists, trial.number)
-            trial = Trial(self.study, trial._trial_id)  # optuna's way to reopen a trial
+            trial = sampling.reopen(self.study, trial)
         for d in self.dists:
             d.suggest(trial)
         job, why = studies.trial_job(self.point, self.dists, trial.params)
@@ -200,9 +201,9 @@ class PointSearch:
         *,
         base_dir: Path,
         launcher: Launcher,
-        options: execute.Options,
+        options: Options,
         display: Plain,
-        ctrl_c: execute.CtrlC,
+        ctrl_c: CtrlC,
     ) -> str:
         """Run (or read) the trial's job and tell the study; the trial's state:
         complete, pruned, fail, or interrupted (left RUNNING for the next run)."""
@@ -218,13 +219,13 @@ class PointSearch:
             key = search.epoch_metric(self.spec.metric)
             watch = _Pruning(task, key, job.config.train.epochs)
             verdict = None
-            for line in read_metrics(job_dir):  # epochs trained before (resumed, finished)
+            for line in _epochs(job_dir):  # epochs trained before (resumed, finished)
                 verdict = watch({"event": "epoch", **line.model_dump()})
-            if execute.todo(job, state, options) and verdict and not options.force:
-                execute.record_pruned(job_dir, verdict)  # pruned where it was cut off
-                display.job_finished(job, "pruned", store.read_status(job_dir), 0.0)
-            elif execute.todo(job, state, options):
-                state = execute.run_job(
+            if attempt.todo(state, options) and verdict and not options.force:
+                pruned = attempt.record_pruned(job_dir, verdict)  # where it was cut off
+                display.job_finished(job, "pruned", pruned, 0.0)
+            elif attempt.todo(state, options):
+                state = attempt.run(
                     job,
                     job_dir=job_dir,
                     claim=claim,
@@ -241,40 +242,52 @@ class PointSearch:
                 display.say(f"{job.label or job.id}: {state} before; told from its result")
         finally:
             claim.release()
-        return self._tell(task.trial, job_dir)
+        return _tell(self, task.trial, job_dir)
 
-    def _tell(self, trial, job_dir: Path) -> str:
-        from optuna.trial import TrialState
 
-        result = store.read_status(job_dir) or {}
-        status = result.get("status")
-        if status == "done":
-            value = studies.metric_value(result, job_dir, self.spec)
-            if value is not None:
-                self.study.tell(trial, value, skip_if_finished=True)
-                return "complete"
-            trial.set_user_attr("error", f"the job's result has no {self.spec.metric}")
-        elif status == "pruned":
-            self.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-            return "pruned"
-        else:
-            trial.set_user_attr("error", result.get("error_class") or "crash")
-        self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        return "fail"
+def _tell(search: PointSearch, trial, job_dir: Path) -> str:
+    """Tell the study how the trial's job ended; the trial's state."""
+    from optuna.trial import TrialState
+
+    study, spec = search.study, search.spec
+    result = store.read_status(job_dir)
+    status = result.status if result is not None else None
+    if result is not None and status == "done":
+        value = studies.metric_value(result, job_dir, spec)
+        if value is not None:
+            study.tell(trial, value, skip_if_finished=True)
+            return "complete"
+        trial.set_user_attr("error", f"the job's result has no {spec.metric}")
+    elif status == "pruned":
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        return "pruned"
+    else:
+        trial.set_user_attr("error", (result and result.error_class) or "crash")
+    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    return "fail"
+
+
+def _epochs(job_dir: Path) -> list:
+    """The job's epochs so far; none when metrics.jsonl is damaged (the job then runs
+    and its pruner sees the epochs as they come)."""
+    try:
+        return read_metrics(job_dir)
+    except DamagedFile:
+        return []
 
 
 def run(
     plan: Plan,
     *,
     root: Path,
-    options: execute.Options,
+    options: Options,
     display: Plain,
     launcher: Launcher,
 ) -> int:
     """Run the search of every selected grid point to its budget; the exit code
     (0 done, 1 some trial failed, 2 bad input, 130 interrupted)."""
     points = select(plan.jobs, options.only)
-    if not execute.checked(points, plan=plan, root=root, display=display):
+    if not attempt.checked(points, plan=plan, root=root, display=display):
         return 2
     store.prepare(plan, root)
     storage = studies.storage(root)
@@ -282,7 +295,7 @@ def run(
     total = sum(s.budget for s in searches)
     display.start(total, total - sum(min(s.finished(), s.budget) for s in searches))
     studies.write(root, plan, storage)
-    ctrl_c = execute.CtrlC()
+    ctrl_c = CtrlC()
     failed = 0
     try:
         for s in searches:
@@ -316,7 +329,7 @@ def run(
         display.console.print(
             "interrupted: finished trials are kept; run the same command again to resume."
         )
-        return execute.INTERRUPTED
+        return attempt.INTERRUPTED
     summary = studies.write(root, plan, storage)
     chosen = {p.id for p in points}
     summary["points"] = [p for p in summary["points"] if p["id"] in chosen]

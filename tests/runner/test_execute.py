@@ -12,26 +12,23 @@ import pytest
 from ftmatrix.result import read_result
 from ftmatrix.runner.status import collect
 
-from .conftest import ids, job_pids, runner, starts, wait_for
+from .helpers import Runner, ids, job_pids, starts, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True, params=["forkserver", "spawn", "pool", "server"])
-def launcher(request, monkeypatch):
+@pytest.fixture(params=["forkserver", "spawn", "pool", "server"])
+def runner(request) -> Runner:
     """Every runner test runs with each launcher (the runner's fork server, a fresh
     interpreter, the warm server of `ftmatrix server start`) and with a pool of two."""
-    from . import conftest
-
-    pool = request.param == "pool"
-    monkeypatch.setattr(conftest, "LAUNCHER", "forkserver" if pool else request.param)
-    monkeypatch.setattr(conftest, "POOL", ["--workers", "2"] if pool else [])
+    if request.param == "pool":
+        return Runner("forkserver", ["--workers", "2"])
     if request.param == "server":
-        monkeypatch.setattr(conftest, "ENV", request.getfixturevalue("warm_server"))
-    return request.param
+        return Runner("server", env=request.getfixturevalue("warm_server"))
+    return Runner(request.param)
 
 
-def test_a_matrix_runs_to_done_and_an_edit_reruns_only_what_changed(tiny):
+def test_a_matrix_runs_to_done_and_an_edit_reruns_only_what_changed(tiny, runner):
     first = runner(tiny)
     out = first.communicate(timeout=300)[0]
     assert first.returncode == 0, out
@@ -49,11 +46,11 @@ def test_a_matrix_runs_to_done_and_an_edit_reruns_only_what_changed(tiny):
     kept, new = set(before) & set(after), set(after) - set(before)
     assert len(kept) == 2 and len(new) == 2
     assert all(len(starts(tiny, i)) == 1 for i in after)  # nothing ran twice
-    _, rows = collect(root)
+    rows = collect(root).rows
     assert sum(r.state.startswith("stale") for r in rows) == 2  # kept, shown as stale
 
 
-def test_failures_are_classified_the_rest_finish_and_retry_reruns_only_them(tiny):
+def test_failures_are_classified_the_rest_finish_and_retry_reruns_only_them(tiny, runner):
     crash, nan, hang, fine = ids(tiny)
     faults = f"raise@1:{crash},nan@1:{nan},sleep@1:{hang}"
     proc = runner(tiny, "--timeout", "20", env={"FTMATRIX_FAULT": faults})
@@ -72,7 +69,7 @@ def test_failures_are_classified_the_rest_finish_and_retry_reruns_only_them(tiny
     assert all(len(starts(tiny, i)) == 2 for i in (crash, nan, hang))
 
 
-def test_sigkill_of_runner_and_job_mid_job_resumes_from_the_checkpoint(tiny):
+def test_sigkill_of_runner_and_job_mid_job_resumes_from_the_checkpoint(tiny, runner):
     first, second, *_ = ids(tiny)
     root = tiny.parent / "runs" / "tiny"
     proc = runner(tiny, env={"FTMATRIX_FAULT": f"sleep@3:{second}"})
@@ -101,7 +98,7 @@ def test_sigkill_of_runner_and_job_mid_job_resumes_from_the_checkpoint(tiny):
     assert read_result(root / second).resumed_from_epoch == 2
 
 
-def test_sigkill_of_the_runner_alone_never_loses_or_repeats_a_job(tiny):
+def test_sigkill_of_the_runner_alone_never_loses_or_repeats_a_job(tiny, runner):
     jobs = ids(tiny)
     root = tiny.parent / "runs" / "tiny"
     proc = runner(tiny)
@@ -115,7 +112,7 @@ def test_sigkill_of_the_runner_alone_never_loses_or_repeats_a_job(tiny):
     assert all(len(starts(tiny, i)) == 1 for i in jobs)  # the orphaned job finished alone
 
 
-def test_ctrl_c_exits_130_and_the_next_run_resumes(tiny):
+def test_ctrl_c_exits_130_and_the_next_run_resumes(tiny, runner):
     first = ids(tiny)[0]
     root = tiny.parent / "runs" / "tiny"
     proc = runner(tiny, env={"FTMATRIX_FAULT": f"sleep@2:{first}"})
@@ -135,7 +132,7 @@ def test_ctrl_c_exits_130_and_the_next_run_resumes(tiny):
     assert "start epoch=2 " in starts(tiny, first)[-1]
 
 
-def test_two_runners_on_one_matrix_run_each_job_once(tiny):
+def test_two_runners_on_one_matrix_run_each_job_once(tiny, runner):
     a, b = runner(tiny), runner(tiny)
     out_a, out_b = a.communicate(timeout=300)[0], b.communicate(timeout=300)[0]
     assert a.returncode == 0, out_a
@@ -143,7 +140,7 @@ def test_two_runners_on_one_matrix_run_each_job_once(tiny):
     assert all(len(starts(tiny, i)) == 1 for i in ids(tiny))
 
 
-def test_sigkill_while_a_result_is_written_never_reads_half_a_result(tiny):
+def test_sigkill_while_a_result_is_written_never_reads_half_a_result(tiny, runner):
     first, second, *_ = ids(tiny)
     root = tiny.parent / "runs" / "tiny"
     proc = runner(tiny, env={"FTMATRIX_FAULT": f"sleep@result:{second}"})
@@ -159,7 +156,7 @@ def test_sigkill_while_a_result_is_written_never_reads_half_a_result(tiny):
     (root / second / ".result.json.k1ll3d.tmp").write_text('{"status": "done", "test": {"acc')
     assert read_result(root / second) is None
     # the lock goes with the killed process, once the kernel has torn it down
-    wait_for(lambda: {r.id: r.state for r in collect(root)[1]}[second] == "interrupted", 10)
+    wait_for(lambda: {r.id: r.state for r in collect(root).rows}[second] == "interrupted", 10)
 
     killed = np.load(root / second / "predictions.npz")
     killed_acc = float((killed["probs"].argmax(1) == killed["y_true"]).mean())

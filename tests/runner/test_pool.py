@@ -5,24 +5,22 @@ The runner's fault tests (test_execute.py) also run with `--workers 2`."""
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 from typer.testing import CliRunner
 
-from ftmatrix.cli import _slots, app
+from ftmatrix.cli import app
 from ftmatrix.result import read_result
+from ftmatrix.runner.dispatch import Refused, slots
+from tests.tiny import tiny_matrix
 
-from .conftest import MATRIX, ids, runner, starts, wait_for
+from .helpers import MATRIX, ids, starts, wait_for
 
 pytestmark = pytest.mark.slow
 
 # 1 lr x 2 LoRA x 3 seeds: six jobs of two epochs
-SIX = (
-    textwrap.dedent(MATRIX)
-    .replace("epochs: 3", "epochs: 2")
-    .replace("train.lr: [0.003, 0.001]", "train.lr: [0.003]")
-) + "  train.seed: [0, 1, 2]\n"
+SIX = tiny_matrix(epochs=2).replace("train.lr: [0.003, 0.001]", "train.lr: [0.003]")
+SIX += "  train.seed: [0, 1, 2]\n"
 
 
 def spans(root, job_ids) -> list[tuple[float, float]]:
@@ -43,7 +41,7 @@ def most_at_once(intervals) -> int:
     return peak
 
 
-def test_two_workers_run_six_jobs_at_most_two_at_a_time(tmp_path):
+def test_two_workers_run_six_jobs_at_most_two_at_a_time(tmp_path, runner):
     matrix = tmp_path / "tiny.yaml"
     matrix.write_text(SIX)
     job_ids = ids(matrix)
@@ -57,7 +55,7 @@ def test_two_workers_run_six_jobs_at_most_two_at_a_time(tmp_path):
     assert most_at_once(spans(root, job_ids)) == 2
 
 
-def test_gpus_pin_one_gpu_per_job(tmp_path):
+def test_gpus_pin_one_gpu_per_job(tmp_path, runner):
     # on a machine without GPUs the jobs train on the CPU, but each still sees its slot
     matrix = tmp_path / "tiny.yaml"
     matrix.write_text(SIX.replace("train.seed: [0, 1, 2]", "train.seed: [0, 1]"))
@@ -70,10 +68,12 @@ def test_gpus_pin_one_gpu_per_job(tmp_path):
 
 
 def test_slots_from_the_command_line(monkeypatch):
-    assert _slots(gpu=None, gpus=None, jobs_per_gpu=1, workers=3) == [None, None, None]
-    assert _slots(gpu=None, gpus="0,2", jobs_per_gpu=2, workers=1) == ["0", "0", "2", "2"]
+    assert slots(gpu=None, gpus=None, jobs_per_gpu=1, workers=3) == [None, None, None]
+    assert slots(gpu=None, gpus="0,2", jobs_per_gpu=2, workers=1) == ["0", "0", "2", "2"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
-    assert _slots(gpu=None, gpus="all", jobs_per_gpu=1, workers=1) == ["4", "6"]
+    assert slots(gpu=None, gpus="all", jobs_per_gpu=1, workers=1) == ["4", "6"]
+    with pytest.raises(Refused, match="distinct GPU indices"):
+        slots(gpu=None, gpus="1,1", jobs_per_gpu=1, workers=1)
 
 
 @pytest.mark.parametrize(
@@ -90,14 +90,15 @@ def test_bad_pool_options_exit_2_before_anything_runs(tmp_path, args):
     matrix.write_text(SIX)
     result = CliRunner().invoke(app, ["run", str(matrix), *args])
     assert result.exit_code == 2, result.output
+    assert "--gpus" in result.output or "--jobs-per-gpu" in result.output
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_job_another_process_held_but_left_unfinished_is_run_here(tmp_path):
+def test_a_job_another_process_held_but_left_unfinished_is_run_here(tmp_path, runner):
     from ftmatrix.runner import store
 
     matrix = tmp_path / "tiny.yaml"
-    matrix.write_text(textwrap.dedent(MATRIX))
+    matrix.write_text(MATRIX)
     held, *rest = ids(matrix)
     root = tmp_path / "runs" / "tiny"
     claim = store.claim(root / held)  # "another runner" has the first job...

@@ -1,6 +1,6 @@
 """Running a search: budget, resume after a kill, reproducible draws, pruning, retries.
 
-Jobs are the tiny ViT of conftest.py on a few hundred digits. The runs here are
+Jobs are the tiny ViT of helpers.py on a few hundred digits. The runs here are
 in-process (one fork server for the whole module, so torch is imported once), except
 the kill test, which needs a runner process to SIGKILL.
 """
@@ -21,11 +21,13 @@ from rich.console import Console
 
 from ftmatrix.config import JobConfig
 from ftmatrix.matrix import plan
-from ftmatrix.result import read_result
-from ftmatrix.runner import execute, launch, progress, studies, tune
+from ftmatrix.result import SEARCH_DB, read_result, read_search
+from ftmatrix.runner import progress, studies, tune
+from ftmatrix.runner.attempt import Options
+from ftmatrix.runner.launchers.forkserver import ForkServerLauncher
 from ftmatrix.runner.status import collect
 
-from .conftest import job_pids, wait_for
+from .helpers import job_pids, wait_for
 
 pytestmark = pytest.mark.slow
 MATRICES = Path(__file__).parents[2] / "matrices"
@@ -68,16 +70,16 @@ def write(tmp_path, *, trials: int = 3, epochs: int = 2, extra: str = "") -> obj
 
 @pytest.fixture(scope="module")
 def forkserver():
-    return launch.ForkServerLauncher()
+    return ForkServerLauncher()
 
 
 def run(path, launcher, **options) -> tuple[int, str]:
     out = io.StringIO()
     p = plan.load_plan(path)
-    code = execute.run(
+    code = tune.run(
         p,
         root=path.parent / "runs" / p.name,
-        options=execute.Options(**options),
+        options=Options(**options),
         display=progress.Plain(Console(file=out, width=200)),
         launcher=launcher,
     )
@@ -90,8 +92,8 @@ def starts(job_dir) -> list[str]:
 
 
 def trials_of(root) -> list[optuna.trial.FrozenTrial]:
-    summary = studies.read(root)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{root / studies.DB}")
+    summary = read_search(root)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{root / SEARCH_DB}")
     (point,) = summary["points"]
     return optuna.load_study(study_name=point["study"], storage=storage).get_trials()
 
@@ -131,7 +133,7 @@ def test_the_nni_tuner_study_runs_for_each_grid_point_and_a_rerun_trains_nothing
     code, out = run(path, forkserver)
     assert code == 0, out
     root = tmp_path / "runs" / "tuner"
-    summary = studies.read(root)
+    summary = read_search(root)
     assert [p["label"] for p in summary["points"]] == ["lora=false", "lora=true"]
     jobs = [t["job"] for p in summary["points"] for t in p["trials"]]
     assert len(set(jobs)) == 4
@@ -150,13 +152,13 @@ def test_the_nni_tuner_study_runs_for_each_grid_point_and_a_rerun_trains_nothing
     assert "summary: trials 4 complete" in out and "best so far: trial" in out
 
     # plan.json lists the trials as jobs: status and reports see them like any job
-    _, rows = collect(root)
+    rows = collect(root).rows
     assert sorted(r.id for r in rows) == sorted(jobs) and {r.state for r in rows} == {"done"}
 
     code, out = run(path, forkserver)  # the budget is spent: nothing trains again
     assert code == 0, out
     assert all(len(starts(root / j)) == 1 for j in jobs)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{root / studies.DB}")
+    storage = optuna.storages.RDBStorage(f"sqlite:///{root / SEARCH_DB}")
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     assert sorted(names) == sorted(p["study"] for p in summary["points"])
     for name in names:
@@ -216,7 +218,7 @@ def draws(root, path, n: int, *, restart_at: int | None = None) -> list[dict]:
     search = tune.PointSearch(p, p.jobs[0], root=root, storage=studies.storage(root))
     seen = []
     while len(seen) < n:
-        task = search.next(execute.Options())
+        task = search.next(Options())
         params = dict(task.trial.params)
         task.claim.release()
         if restart_at is not None and len(seen) == restart_at:
@@ -277,7 +279,7 @@ def test_pruning_stops_a_clearly_worse_trial_and_marks_it_pruned(tmp_path, forks
     assert len((job_dir / "metrics.jsonl").read_text().splitlines()) == result.epochs_run
     assert '"status": "interrupted"' in (job_dir / "progress.jsonl").read_text()
     assert "pruned — pruned at epoch 1" in out and "1 pruned" in out
-    assert {r.id: r.state for r in collect(root)[1]}[job_dir.name] == "pruned"
+    assert {r.id: r.state for r in collect(root).rows}[job_dir.name] == "pruned"
 
 
 def test_a_failed_trial_counts_and_retry_failed_draws_its_settings_again(tmp_path, forkserver):
@@ -299,7 +301,7 @@ def test_a_failed_trial_counts_and_retry_failed_draws_its_settings_again(tmp_pat
     assert trials[2].user_attrs == {"retry_of": 0, "job": first}
     assert read_result(root / first).status == "done" and len(starts(root / first)) == 2
     assert len(starts(root / second)) == 1
-    lines = studies.best_lines(studies.read(root))
+    lines = studies.best_lines(read_search(root))
     assert lines[0] == "search: 2/2 trials (2 complete)"
 
 
@@ -336,13 +338,13 @@ def test_two_runners_never_take_the_same_trial_and_a_live_one_is_not_stale(tmp_p
     p = plan.load_plan(path)
     root = tmp_path / "runs" / "tiny"
     a, b = (tune.PointSearch(p, p.jobs[0], root=root, storage=studies.storage(root)) for _ in "ab")
-    first = a.next(execute.Options())
-    second = b.next(execute.Options())
+    first = a.next(Options())
+    second = b.next(Options())
     assert (first.trial.number, second.trial.number) == (0, 1)
     assert first.job.id != second.job.id and second.claim is not None
-    assert a.next(execute.Options()) == tune.WAIT  # both drawn, both still running
+    assert a.next(Options()) == tune.WAIT  # both drawn, both still running
     first.claim.release()  # runner a dies: its trial is stale, b takes it over
-    taken = b.next(execute.Options())
+    taken = b.next(Options())
     assert taken.trial.number == 0 and taken.job.id == first.job.id
     assert {t.number for t in b.study.trials} == {0, 1}  # nothing new was drawn
 
@@ -356,7 +358,7 @@ def test_strategy_grid_tries_every_setting_once_and_stops_there(tmp_path):
     search = tune.PointSearch(p, p.jobs[0], root=root, storage=studies.storage(root))
     assert search.budget == 4  # 2 x 2 settings, fewer than the 10 trials asked for
     seen = set()
-    while (task := search.next(execute.Options())) is not None:
+    while (task := search.next(Options())) is not None:
         seen.add((task.job.config.train.lr, task.job.config.train.batch_size))
         task.claim.release()
         search.study.tell(task.trial, 0.5)

@@ -12,9 +12,10 @@ import sys
 import pytest
 
 from ftmatrix.result import LOG, read_result
-from ftmatrix.runner import launch, server
+from ftmatrix.runner.launchers import choice, warm
+from ftmatrix.runner.launchers.forkserver import ForkServerLauncher
 
-from .conftest import ids, runner, wait_for
+from .helpers import Runner, ids, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +30,9 @@ def results(matrix) -> dict[str, tuple]:
 
 
 def test_jobs_forked_by_the_server_give_the_runners_own_fork_servers_numbers(
-    tiny, tmp_path, warm_server, monkeypatch
+    tiny, tmp_path, warm_server
 ):
-    from . import conftest
-
-    monkeypatch.setattr(conftest, "ENV", warm_server)
-    served = runner(tiny)  # --launcher auto: the warm server, since one runs
+    served = Runner(env=warm_server)(tiny)  # --launcher auto: the warm server, since one runs
     out = served.communicate(timeout=300)[0]
     assert served.returncode == 0, out
     root = tiny.parent / "runs" / "tiny"
@@ -46,8 +44,7 @@ def test_jobs_forked_by_the_server_give_the_runners_own_fork_servers_numbers(
     other.mkdir()
     forked_matrix = other / "tiny.yaml"
     forked_matrix.write_text(tiny.read_text())
-    monkeypatch.setattr(conftest, "LAUNCHER", "forkserver")
-    forked = runner(forked_matrix)
+    forked = Runner("forkserver")(forked_matrix)
     out = forked.communicate(timeout=300)[0]
     assert forked.returncode == 0, out
     assert "(forked)" in (other / "runs" / "tiny" / ids(tiny)[0] / LOG).read_text()
@@ -57,14 +54,14 @@ def test_jobs_forked_by_the_server_give_the_runners_own_fork_servers_numbers(
 
 def test_another_setting_falls_back_to_the_runners_own_fork_server(warm_server, monkeypatch):
     monkeypatch.setenv("FTMATRIX_SERVER_DIR", warm_server["FTMATRIX_SERVER_DIR"])
-    assert isinstance(launch.choose("auto"), server.ServerLauncher)
-    assert isinstance(launch.choose("forkserver"), launch.ForkServerLauncher)
+    assert isinstance(choice.choose("auto"), warm.ServerLauncher)
+    assert isinstance(choice.choose("forkserver"), ForkServerLauncher)
     # an import-time setting of the libraries: the server's copy would not see it
     monkeypatch.setenv("HF_HOME", "/elsewhere")
-    assert isinstance(launch.choose("auto"), launch.ForkServerLauncher)
+    assert isinstance(choice.choose("auto"), ForkServerLauncher)
     with pytest.raises(LookupError, match="ftmatrix server start"):
-        launch.choose("server")
-    assert len(server.running()) == 1  # the other setting's server still answers
+        choice.choose("server")
+    assert len(warm.running()) == 1  # the other setting's server still answers
 
 
 def test_run_with_launcher_server_and_no_server_exits_2(tiny, tmp_path):
@@ -85,40 +82,36 @@ def test_a_server_stops_when_idle_and_on_request(tmp_path, monkeypatch):
     cli = [sys.executable, "-m", "ftmatrix", "server"]
     status = subprocess.run([*cli, "status"], capture_output=True, text=True, timeout=60)
     assert status.returncode == 1 and "no warm server runs" in status.stdout
-    info, _seconds, _log = server.start(idle=1.0)  # exits after a second without a job
+    info, _seconds, _log = warm.start(idle=1.0)  # exits after a second without a job
     assert info is not None and info["jobs"] == 0
-    wait_for(lambda: server.ping() is None, 30)
+    wait_for(lambda: warm.ping() is None, 30)
     assert (
-        "idle for 1 s: stopping"
-        in (tmp_path / "servers" / f"{server.fingerprint()}.log").read_text()
+        "idle for 1 s: stopping" in (tmp_path / "servers" / f"{warm.fingerprint()}.log").read_text()
     )
 
     started = subprocess.run([*cli, "start", "--idle", "5"], capture_output=True, text=True)
     assert started.returncode == 0 and "warm server ready" in started.stdout, started.stderr
-    pid = server.ping()["pid"]
+    pid = warm.ping()["pid"]
     status = subprocess.run([*cli, "status"], capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and f"warm server pid {pid}" in status.stdout
     stopped = subprocess.run([*cli, "stop"], capture_output=True, text=True, timeout=60)
     assert stopped.returncode == 0 and f"stopped 1 server(s): pid {pid}" in stopped.stdout
-    assert server.ping() is None and server.running() == []
+    assert warm.ping() is None and warm.running() == []
 
 
 def test_a_server_stopped_mid_run_leaves_its_job_followed_and_the_rest_forked(
     tiny, tmp_path, monkeypatch
 ):
-    from . import conftest
-
     env = {"FTMATRIX_SERVER_DIR": str(tmp_path / "servers")}
     monkeypatch.setenv("FTMATRIX_SERVER_DIR", env["FTMATRIX_SERVER_DIR"])
-    info, _seconds, _log = server.start(idle=60)
+    info, _seconds, _log = warm.start(idle=60)
     assert info is not None
-    monkeypatch.setattr(conftest, "ENV", env)
     first, *rest = ids(tiny)
     root = tiny.parent / "runs" / "tiny"
     # the first job hangs in epoch 1 until the runner's --timeout stops it
-    proc = runner(tiny, "--timeout", "15", env={"FTMATRIX_FAULT": f"sleep@1:{first}"})
+    proc = Runner(env=env)(tiny, "--timeout", "15", env={"FTMATRIX_FAULT": f"sleep@1:{first}"})
     wait_for(lambda: (root / first / "starts.log").exists())
-    assert [s["pid"] for s in server.stop()] == [info["pid"]]
+    assert [s["pid"] for s in warm.stop()] == [info["pid"]]
     out = proc.communicate(timeout=300)[0]
     assert proc.returncode == 1, out
     # its server gone, the runner still followed the job by pid and stopped it in time
@@ -127,3 +120,20 @@ def test_a_server_stopped_mid_run_leaves_its_job_followed_and_the_rest_forked(
     for job_id in rest:  # the later jobs: the run's own fork server
         assert read_result(root / job_id).status == "done"
         assert "(forked)" in (root / job_id / LOG).read_text().splitlines()[0]
+
+
+def test_an_older_runner_still_starts_the_server_by_its_old_module_path(tmp_path, monkeypatch):
+    """`python -m ftmatrix.runner.server` (how earlier versions start it) runs the same
+    server: it answers on this code's socket."""
+    monkeypatch.setenv("FTMATRIX_SERVER_DIR", str(tmp_path / "servers"))
+    old = subprocess.Popen(
+        [sys.executable, "-m", "ftmatrix.runner.server", "--idle", "30"],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: warm.ping() is not None, 120)
+        assert warm.ping()["pid"] == old.pid
+    finally:
+        warm.stop()
+        old.wait(30)

@@ -12,15 +12,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from ftmatrix.result import read_result
 from ftmatrix.runner import slurm
+from tests.tiny import tiny_matrix
 
-from .conftest import MATRIX, ids, starts, wait_for
+from .helpers import ids, starts, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def cluster():
 @pytest.fixture
 def tiny(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
-    text = textwrap.dedent(MATRIX).replace("epochs: 3", "epochs: 2")
+    text = tiny_matrix(epochs=2)
     path.write_text(text + "executor:\n  use: slurm\n  slurm: {time: 10, poll: 0.5}\n")
     return path
 

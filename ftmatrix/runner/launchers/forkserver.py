@@ -1,0 +1,123 @@
+"""Jobs forked from a fork server this run starts (multiprocessing's "forkserver").
+
+The server imports torch, torchvision, transformers, peft and the trainer once (while
+the matrix is validated, with `warm()`), then forks each job: about 0.1 s a job instead
+of a fresh interpreter's imports. Each job is still its own process (own memory, own
+CUDA context: the server never initialises CUDA), in its own session, with output in
+log.txt and the runner's claim lock held for its life.
+
+multiprocessing has no public way to ask for its fork server's pid, which the runner
+needs to end the server at exit; `server_pid` is the one place that reads its
+internals, and tests/runner/test_launchers.py fails loudly when a Python changes them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from multiprocessing import forkserver
+from multiprocessing.reduction import DupFd
+from pathlib import Path
+
+from ftmatrix.runner.launchers import process
+
+# Imported once by the server (and by the warm server); `ftmatrix.trainers.job` is the
+# entry every job calls: an import path older servers resolve too, so it stays.
+PRELOAD = ["torch", "torchvision", "transformers", "peft", "ftmatrix.trainers.job"]
+
+
+def forked_job(job_dir: str, env: dict[str, str], lock) -> None:
+    """Runs in a child of the fork server: the job."""
+    lock.detach()  # the runner's locked file: held until this process ends
+    process.become_job(job_dir, env)
+    from ftmatrix.trainers.job import main
+
+    code = main(job_dir)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+class Forked:
+    """A job forked from the fork server: the same handle as a spawned process."""
+
+    def __init__(self, child: multiprocessing.process.BaseProcess):
+        self.child = child
+        self.pid = child.pid
+        self.followed = process.follow(child.pid)
+
+    def poll(self) -> int | None:
+        code = self.child.exitcode
+        return None if code is None else process.exit_code(code)
+
+    def wait(self, timeout: float) -> int | None:
+        self.child.join(timeout)  # wakes on the job's exit, not at the next tick
+        return self.poll()
+
+    def signal(self, sig: int) -> None:
+        if self.poll() is None:
+            process.send(self.pid, sig, self.followed)
+
+    def stop(self, *, grace: float) -> int:
+        return process.stop(self, grace=grace)
+
+
+class ForkServerLauncher:
+    """Jobs forked from a server that imported torch, transformers and peft once.
+    Start it early with `warm()` so the imports overlap with validation and planning."""
+
+    def __init__(self):
+        self.ctx = multiprocessing.get_context("forkserver")
+        self.ctx.set_forkserver_preload(PRELOAD)
+        atexit.unregister(stop_server)  # once, however many launchers
+        atexit.register(stop_server)
+
+    def warm(self) -> None:
+        threading.Thread(target=forkserver.ensure_running, daemon=True).start()
+
+    def start(self, job_dir: Path, *, env: dict[str, str], lock_fd: int) -> Forked:
+        job_dir = job_dir.resolve()
+        process.log_header(job_dir, "forked")
+        # DupFd hands the locked file itself to the child (SCM_RIGHTS through the server)
+        child = self.ctx.Process(
+            target=forked_job, args=(str(job_dir), dict(env), DupFd(lock_fd)), daemon=False
+        )
+        child.start()
+        return Forked(child)
+
+
+def server_pid() -> int | None:
+    """The pid of this process's fork server; None while none has started.
+
+    Reads multiprocessing's internals (there is no public way to ask): where a Python
+    changes them, this raises instead of guessing."""
+    server = getattr(forkserver, "_forkserver", None)
+    if server is None or not hasattr(server, "_forkserver_pid"):
+        raise RuntimeError(
+            f"multiprocessing.forkserver of Python {sys.version.split()[0]} no longer has "
+            "_forkserver._forkserver_pid: ftmatrix.runner.launchers.forkserver.server_pid "
+            "needs another way to find the fork server"
+        )
+    return server._forkserver_pid
+
+
+def stop_server() -> None:
+    """At the runner's exit, end the fork server at once (SIGTERM, which it does not
+    handle). Left alone it notices the runner is gone and exits like any interpreter
+    that imported torch, transformers and peft: about 2 s of tearing down modules on a
+    core, holding the runner's stdout open all the while (`ftmatrix run | tee log` waits
+    for it). It has nothing to save, and its jobs have ended by now (a job that has
+    not is in its own session, which this does not touch). The server is this
+    process's child and is never reaped here, so its pid cannot have been reused."""
+    try:
+        pid = server_pid()
+    except RuntimeError:  # (the test of server_pid says so; here, only 2 s are lost)
+        return
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
