@@ -202,7 +202,7 @@ class ModelConfig(Section):
     def _finite(cls, v: dict[str, Any]) -> dict[str, Any]:
         for key, value in v.items():
             if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"model.config.{key} must be a finite number, got {value}")
+                raise ValueError(f"{key} must be a finite number (got {value})")
         return v
 
     @field_validator("image_size")
@@ -215,7 +215,7 @@ class ModelConfig(Section):
         if patch is not None and v % patch:
             raise ValueError(
                 f"{name} cuts images into {patch}x{patch} patches: image_size must be a "
-                f"multiple of {patch} (got {v})"
+                f"multiple of {patch}"
             )
         return v
 

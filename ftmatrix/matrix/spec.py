@@ -192,7 +192,9 @@ def _drop(data: dict[str, Any], loc: tuple) -> None:
             container.pop(loc[1], None)
             return
         if isinstance(loc[1], int) and loc[1] < len(container):
-            container[loc[1]] = {} if top != "seeds" else 0
+            # a seed that is not yet there, so no false "repeated seeds" follows
+            free = next(i for i in range(len(container) + 1) if i not in container)
+            container[loc[1]] = {} if top != "seeds" else free
             return
     data.pop(top, None)
 
