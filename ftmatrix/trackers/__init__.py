@@ -87,7 +87,7 @@ def export_command(run_root: Path, tracker: str, uri: str | None = None) -> str:
     command = f"ftmatrix export {run_root.name} --to {tracker}"
     if run_root.parent.name != "runs":
         command += f" --runs-dir {run_root.parent}"
-    return command + (f" --uri {uri}" if uri else "")
+    return command + (f" --uri {uri}" if uri and tracker == "mlflow" else "")
 
 
 @dataclass
@@ -153,6 +153,9 @@ def track(
     if job is None:
         return []
     for name in trackers:
+        if name not in TRACKERS:
+            warnings.append(f"unknown tracker '{name}'; choose from {', '.join(TRACKERS)}")
+            continue
         again = export_command(run_root, name, uri)
         try:
             failed = _sender(name).send([job], run_root=run_root, matrix=matrix, uri=uri)
