@@ -2,7 +2,7 @@
 trainer in this process (torch already imported: the floor no launcher can beat).
 
 Each job is the same tiny one (one-layer ViT on 300 digits, one epoch, `log_every: 1`),
-in its own folder, started through the launcher API exactly as `execute.run_job` does
+in its own folder, started through the launcher API exactly as `attempt.run` does
 (config written, lock claimed, `launcher.start(job_dir, env=..., lock_fd=...)`), waited
 for to the end, one at a time. The three launchers take turns job by job, so a slow
 moment of this shared machine falls on all of them alike.
@@ -38,23 +38,15 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.tiny
+
+from tests.tiny import MICRO_VIT  # the runner tests' one-layer ViT
 
 JOBS = 10
 CONFIG = {
     "task": "image-classification",
     "data": {"builtin": "digits", "limit": 300},
-    "model": {
-        "name": "google/vit-base-patch16-224",
-        "pretrained": False,
-        "image_size": 16,
-        "config": {
-            "hidden_size": 16,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "intermediate_size": 32,
-            "patch_size": 8,
-        },
-    },
+    "model": MICRO_VIT,
     "train": {"epochs": 1, "batch_size": 64, "lr": 0.003, "log_every": 1},
 }
 
@@ -109,7 +101,7 @@ def warm_up_fork_server() -> float:
     """Seconds until the server has imported its preloads and forked a first child."""
     from multiprocessing import forkserver
 
-    from ftmatrix.runner.launch import ForkServerLauncher
+    from ftmatrix.runner.launchers.forkserver import ForkServerLauncher
 
     launcher = ForkServerLauncher()  # registers the preload list
     began = time.perf_counter()
@@ -124,7 +116,8 @@ def main() -> None:
     jobs = int(sys.argv[1]) if len(sys.argv) > 1 else JOBS
     import torch  # noqa: F401  (the floor: this process has paid for its imports)
 
-    from ftmatrix.runner.launch import ForkServerLauncher, SpawnLauncher
+    from ftmatrix.runner.launchers.forkserver import ForkServerLauncher
+    from ftmatrix.runner.launchers.spawn import SpawnLauncher
 
     warm_up = warm_up_fork_server()
     sides = {

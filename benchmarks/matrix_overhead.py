@@ -43,18 +43,17 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# the runner tests' tiny matrix (tests/runner/conftest.py) at ten learning rates
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.tiny
+
+from tests.tiny import MICRO_VIT
+
+# the runner tests' tiny model (tests/tiny.py) at ten learning rates
 MATRIX = """
 name: overhead
 runs_dir: runs
 base:
   data: {{builtin: digits, limit: 300}}
-  model:
-    name: google/vit-base-patch16-224
-    pretrained: false
-    image_size: 16
-    config: {{hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2,
-             intermediate_size: 32, patch_size: 8}}
+  model: {model}
   train: {{epochs: {epochs}, batch_size: 64}}
 grid:
   train.lr: [0.01, 0.007, 0.005, 0.003, 0.002, 0.0015, 0.001, 0.0007, 0.0005, 0.0003]
@@ -79,7 +78,7 @@ def job_spans(root: Path) -> list[tuple[float, float, dict]]:
 def import_seconds() -> float:
     """A fresh interpreter importing what the fork server preloads: what any Python
     process that trains these jobs pays once, runner or not."""
-    from ftmatrix.runner.launch import PRELOAD
+    from ftmatrix.runner.launchers.forkserver import PRELOAD
 
     code = (
         "import os, time; began = time.perf_counter(); "
@@ -139,11 +138,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per job (default 3)")
     args = parser.parse_args()
-    from ftmatrix.runner import server
+    from ftmatrix.runner.launchers import warm as server
 
     with tempfile.TemporaryDirectory() as tmp:
         matrix = Path(tmp) / "overhead.yaml"
-        matrix.write_text(MATRIX.format(epochs=args.epochs))
+        matrix.write_text(MATRIX.format(epochs=args.epochs, model=json.dumps(MICRO_VIT)))
         env = {"FTMATRIX_SERVER_DIR": str(Path(tmp) / "servers")}  # no user's server
         cold = measure(matrix, "forkserver", env=env)
         os.environ.update(env)

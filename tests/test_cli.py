@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ftmatrix.cli import app
@@ -108,3 +109,65 @@ def test_plan_and_validate_never_import_torch():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "choices"),
+    [
+        ("run", "--launcher", ["auto", "server", "forkserver", "spawn"]),
+        ("run", "--executor", ["local", "slurm"]),
+        ("report", "--format", ["md", "csv", "latex"]),
+    ],
+)
+def test_choices_are_listed_in_help_and_a_wrong_one_exits_2(command, option, choices, tmp_path):
+    help_text = runner.invoke(app, [command, "--help"]).output
+    assert "|".join(choices) in re.sub(r"[\s│]", "", help_text)  # (the box may wrap it)
+    wrong = runner.invoke(app, [command, "matrices/hw4.yaml", option, "nope"])
+    assert wrong.exit_code == 2
+    assert f"Invalid value for '{option}'" in wrong.output
+    assert "'nope' is not one of" in wrong.output
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("seconds", ["0", "-5"])
+def test_a_timeout_of_zero_or_less_is_refused(seconds, tmp_path):
+    result = runner.invoke(
+        app, ["run", "matrices/quickstart.yaml", "--timeout", seconds, "--runs-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--timeout'" in result.output
+    assert "must be more than 0 seconds" in result.output
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_report_hint_of_a_run_names_the_run_from_where_the_user_stands(tmp_path, monkeypatch):
+    """A run prints `tables: ftmatrix report TARGET`; TARGET must find the run folder
+    from the current folder, wherever the matrix's runs_dir points."""
+    from ftmatrix.matrix import plan
+    from ftmatrix.runner import dispatch, store
+
+    text = (ROOT / "matrices" / "quickstart.yaml").read_text()
+    (tmp_path / "studies").mkdir()
+    cases = {
+        "default": ("name: q1\n", None, "q1"),  # ./runs/q1: the name is enough
+        "relative": ("name: q2\nruns_dir: ../results\n", None, "studies/q2.yaml"),
+        "flag": ("name: q3\n", Path("elsewhere"), "q3 --runs-dir elsewhere"),
+    }
+    monkeypatch.chdir(tmp_path)
+    for head, runs_dir, expected in cases.values():
+        name = head.split()[1]
+        matrix = Path("studies") / f"{name}.yaml"
+        body = "\n".join(line for line in text.splitlines() if not line.startswith("name:"))
+        matrix.write_text(head + body.replace("runs_dir:", "# runs_dir:") + "\n")
+        p = plan.load_plan(matrix)
+        request = dispatch.Request(matrix=matrix, runs_dir=runs_dir)
+        target = dispatch.report_target(request, p)
+        assert target == expected
+        store.prepare(p, store.root_of(p, runs_dir))  # a run folder, as a run leaves it
+        # the hint, run from here, finds that folder
+        shown = runner.invoke(app, ["report", *target.split(), "--format", "csv"])
+        assert shown.exit_code == 0, shown.output
+        assert (
+            store.root_of(p, runs_dir).resolve() / "results.csv"
+            == Path(shown.output.split("wrote ")[1].strip()).resolve()
+        )

@@ -38,7 +38,11 @@ def plan_table(plan: Plan, *, console: Console, runs_dir: Path | None = None) ->
     console.print(table)
     for job in plan.jobs:
         if seen[job.id].damaged:
-            console.print(f"{seen[job.id].damaged}; the job counts as unfinished", markup=False)
+            console.print(
+                f"{seen[job.id].damaged}; the job counts as unfinished",
+                markup=False,
+                soft_wrap=True,
+            )
     console.print(_summary(plan, [s.state for s in seen.values()]), soft_wrap=True)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from ftmatrix.result import CONFIG, DamagedFile, read_plan
 from ftmatrix.runner import slurm, store
 
+ORDER = ("done", "failed", "pruned", "running", "queued", "interrupted", "pending", "stale")
+
 
 @dataclass
 class Row:
@@ -34,11 +36,13 @@ class Status:
     problems: list[str] = field(default_factory=list)  # damaged files, named
 
     def counts(self) -> dict[str, int]:
+        """Jobs per state, in the order done, failed, ..., pending, stale, others."""
         out: dict[str, int] = {}
         for row in self.rows:
             state = row.state.split(" ")[0]
             out[state] = out.get(state, 0) + 1
-        return out
+        order = [*ORDER, *sorted(set(out) - set(ORDER))]
+        return {s: out[s] for s in order if s in out}
 
 
 def collect(root: Path) -> Status:
