@@ -16,12 +16,12 @@ from ftmatrix import catalog
 from ftmatrix.config import JobConfig
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
+def submodel(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model inside an annotation like `ModelConfig | None`, if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in typing.get_args(annotation):
-        found = _submodel(arg)
+        found = submodel(arg)
         if found is not None:
             return found
     return None
@@ -54,9 +54,9 @@ def check(path: str) -> str | None:
                 hint = f" (did you mean '{'.'.join([*parts[:i], near])}'?)"
             return f"no field '{part}' in {where}{hint}; fields: {', '.join(fields)}"
         annotation = fields[part].annotation
-        if _is_mapping(annotation) and _submodel(annotation) is None:
+        if _is_mapping(annotation) and submodel(annotation) is None:
             return None  # free-form mapping (model.config): any key below is allowed
-        model = _submodel(annotation)
+        model = submodel(annotation)
     return None
 
 
@@ -83,7 +83,7 @@ def all_paths() -> dict[str, str]:
         for name, field in model.model_fields.items():
             path = f"{prefix}{name}"
             out[path] = field.description or ""
-            sub = _submodel(field.annotation)
+            sub = submodel(field.annotation)
             if sub is not None:
                 walk(sub, path + ".")
 
@@ -98,7 +98,7 @@ def free_form_paths() -> tuple[str, ...]:
 
     def walk(model: type[BaseModel], prefix: str) -> None:
         for name, field in model.model_fields.items():
-            sub = _submodel(field.annotation)
+            sub = submodel(field.annotation)
             if sub is not None:
                 walk(sub, f"{prefix}{name}.")
             elif _is_mapping(field.annotation):
@@ -122,11 +122,25 @@ def get(data: Any, path: str) -> Any:
     return data
 
 
+def assign(raw: Any, parts: list[str], value: Any) -> Any:
+    """Copy of `raw` with `value` set at `parts` below it; mappings merge into mappings."""
+    if not parts:
+        if isinstance(value, dict) and isinstance(raw, dict):
+            merged = dict(raw)
+            for k, v in value.items():
+                merged[k] = assign(merged.get(k), [], v)
+            return merged
+        return value
+    out = dict(raw) if isinstance(raw, dict) else {}
+    out[parts[0]] = assign(out.get(parts[0]), parts[1:], value)
+    return out
+
+
 def fields_of(path: str) -> list[str]:
     """Field names of the section at `path` ('' = the job config); [] for a leaf."""
     model: type[BaseModel] | None = JobConfig
     for part in filter(None, path.split(".")):
         if model is None or part not in model.model_fields:
             return []
-        model = _submodel(model.model_fields[part].annotation)
+        model = submodel(model.model_fields[part].annotation)
     return list(model.model_fields) if model is not None else []
