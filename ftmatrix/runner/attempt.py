@@ -82,7 +82,7 @@ def todo(state: str, options: Options) -> bool:
 
 def checked(jobs: list[Job], *, plan: Plan, root: Path, display: Plain) -> bool:
     """Preflight: True when the jobs can start; otherwise every problem is shown."""
-    problems = preflight.check(jobs, root=root, base_dir=plan.path.parent)
+    problems = preflight.check(jobs, root=root, base_dir=plan.path.parent, matrix=plan.path)
     for p in problems:
         display.console.print(f"preflight: {p}", markup=False, highlight=False, soft_wrap=True)
     if problems:

@@ -1,52 +1,234 @@
-"""Checks before the first job: data that is missing or laid out wrong, a run folder
-that cannot be written. Reported all at once, so 50 jobs do not fail one by one."""
+"""Checks before the first job, reported all at once so that 50 jobs do not fail one by
+one: data that is missing or laid out wrong, settings that contradict the data (no test
+split, class weights of the wrong length), models whose architecture contradicts their
+settings (checked in a separate process: the runner never imports torch), and a run
+folder that cannot be written.
+
+A problem found in a setting names the dotted key and, when the matrix file is given,
+where that setting is written (file:line:col).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ftmatrix.matrix.plan import Job
+from ftmatrix.config import TEXT_FILES, JobConfig
+from ftmatrix.matrix.load import MatrixError, Positions, read
+
+if TYPE_CHECKING:
+    from ftmatrix.matrix.plan import Job
 
 MIN_FREE_BYTES = 200 * 1024**2
-TEXT_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json"}
+TEXT_SUFFIXES = set(TEXT_FILES)
+DIGITS_CLASSES = 10
+ARCHITECTURE_TIMEOUT = 600  # seconds for building every distinct model on the meta device
 
 
-def check(jobs: list[Job], *, root: Path, base_dir: Path) -> list[str]:
-    problems: list[str] = []
-    seen: set[tuple[str, str]] = set()
-    for job in jobs:
-        data, task = job.config.data, job.config.task
-        if data.path is None or (data.path, task) in seen:
-            continue
-        seen.add((data.path, task))
-        path = Path(data.path) if Path(data.path).is_absolute() else base_dir / data.path
-        where = f"data.path {data.path!r} ({path})"
-        if not path.exists():
-            problems.append(f"{where} does not exist")
-        elif (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
-            continue  # a datasets.save_to_disk folder
-        elif task == "text-classification":
-            if not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES:
-                problems.append(f"{where} must be a .csv, .tsv or .jsonl file for texts")
-        elif not path.is_dir():
-            problems.append(f"{where} must be a folder of images")
-        else:
-            base = path / "train" if (path / "train").is_dir() else path
-            classes = [p for p in base.iterdir() if p.is_dir()]
-            if len(classes) < 2:
-                problems.append(
-                    f"{where} needs train/ (val/, test/) or one sub-folder per class; "
-                    f"found {len(classes)} class folder(s) in {base}"
+def check(jobs: list[Job], *, root: Path, base_dir: Path, matrix: Path | None = None) -> list[str]:
+    """Every problem found before the first job (empty: the jobs may start)."""
+    configs = [job.config for job in jobs]
+    found: list[tuple[str, str]] = []  # (dotted key or "", message)
+    found += _data(configs, base_dir=base_dir)
+    found += _architecture(configs)
+    problems = _located(found, matrix)
+    problems += _run_folder(root)
+    return list(dict.fromkeys(problems))
+
+
+# -------------------------------------------------------------------------- data
+
+
+def _data(configs: list[JobConfig], *, base_dir: Path) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    classes: dict[tuple[str | None, str | None, str], int | None] = {}
+    for cfg in configs:
+        data = cfg.data
+        key = (data.builtin, data.path, cfg.task)
+        if key not in classes:
+            classes[key], found = _source(cfg, base_dir=base_dir)
+            problems += found
+        weights = cfg.train.loss.class_weights
+        n = classes[key]
+        if isinstance(weights, list) and n is not None and len(weights) != n:
+            source = data.builtin or data.path
+            problems.append(
+                (
+                    "train.loss.class_weights",
+                    f"{len(weights)} weights for the {n} classes of {source}: give one "
+                    "weight per class, or 'balanced'",
                 )
+            )
+    return problems
+
+
+def _source(cfg: JobConfig, *, base_dir: Path) -> tuple[int | None, list[tuple[str, str]]]:
+    """The number of classes of a job's data where it is known without reading the
+    examples, and the problems of its layout."""
+    data, task = cfg.data, cfg.task
+    if data.builtin == "digits":
+        return DIGITS_CLASSES, []
+    if data.path is None:
+        return None, []  # a hub dataset: known only once it is loaded
+    path = Path(data.path) if Path(data.path).is_absolute() else base_dir / data.path
+    where = f"data.path {data.path!r} ({path})"
+    no_test = "test_fraction 0 leaves no test examples: {} has no test split"
+    if not path.exists():
+        return None, [("", f"{where} does not exist")]
+    if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
+        splits = _saved_splits(path)
+        if data.test_fraction == 0 and splits is not None and "test" not in splits:
+            return None, [("data.test_fraction", no_test.format(where))]
+        return None, []
+    if task == "text-classification":
+        if not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES:
+            return None, [("", f"{where} must be a .csv, .tsv or .jsonl file for texts")]
+        return None, []
+    if not path.is_dir():
+        return None, [("", f"{where} must be a folder of images")]
+    splits = [s for s in ("val", "test") if (path / s).is_dir()]
+    if splits and not (path / "train").is_dir():
+        return None, [("", f"{where} has {'/, '.join(splits)}/ but no train/")]
+    base = path / "train" if (path / "train").is_dir() else path
+    found = [p for p in base.iterdir() if p.is_dir()]
+    if len(found) < 2:
+        message = (
+            f"{where} needs train/ (val/, test/) or one sub-folder per class; "
+            f"found {len(found)} class folder(s) in {base}"
+        )
+        return None, [("", message)]
+    problems = []
+    if data.test_fraction == 0 and not (path / "test").is_dir():
+        problems.append(("data.test_fraction", no_test.format(where) + " (no test/ folder)"))
+    return len(found), problems
+
+
+def _saved_splits(path: Path) -> list[str] | None:
+    """The splits of a datasets.save_to_disk folder, when its index says."""
+    try:
+        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ["train"] if (path / "dataset_info.json").exists() else None
+    return [str(s) for s in splits] if isinstance(splits, list) else None
+
+
+# ------------------------------------------------------------------ architecture
+
+
+def needs_architecture(cfg: JobConfig) -> bool:
+    """Whether a job's model has settings only its architecture can confirm (a Hugging
+    Face model's config keys and patch size, LoRA target modules) and that architecture
+    can be had: a pretrained hub model offline only when its config is cached."""
+    if cfg.model.source != "hf":
+        return cfg.lora.enabled
+    return not (cfg.model.pretrained and _offline()) or _config_cached(cfg.model.name)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _config_cached(name: str) -> bool:
+    """Whether a model's config.json lies on disk: a local folder, or the hub cache
+    (without importing huggingface_hub: its layout is models--org--name/snapshots/*/)."""
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return (local / "config.json").is_file()
+    home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
+    cache = Path(os.environ.get("HF_HUB_CACHE", os.environ.get("HUGGINGFACE_HUB_CACHE", "")))
+    cache = cache if str(cache) not in ("", ".") else Path(home) / "hub"
+    snapshots = cache / f"models--{name.replace('/', '--')}" / "snapshots"
+    return any(snapshots.glob("*/config.json"))
+
+
+def _architecture(configs: list[JobConfig]) -> list[tuple[str, str]]:
+    """Build each distinct model (and teacher) once on the meta device, in a separate
+    process that imports torch; nothing when no job needs it."""
+    distinct: dict[str, JobConfig] = {}
+    for cfg in configs:
+        models = [cfg]
+        teacher = cfg.distill.teacher if cfg.distill.enabled else None
+        if teacher is not None:
+            models.append(cfg.model_copy(update={"model": teacher, "lora": type(cfg.lora)()}))
+        for one in models:
+            if needs_architecture(one):
+                essence = (one.task, one.model, one.lora if one.lora.enabled else None)
+                distinct.setdefault(repr(essence), one)
+    if not distinct:
+        return []
+    payload = json.dumps([c.model_dump(mode="json") for c in distinct.values()])
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "ftmatrix.trainers.architecture"],
+            input=payload,
+            capture_output=True,
+            text=True,
+            timeout=ARCHITECTURE_TIMEOUT,
+            check=False,
+        )
+        found = json.loads(done.stdout) if done.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired) as err:
+        done, found = None, None
+        reason = str(err)
+    if not isinstance(found, list):
+        # the check itself failed: say so, and leave the models to their jobs
+        tail = done.stderr.strip().splitlines()[-1:] if done is not None else [reason]
+        print(f"preflight: models not checked: {' '.join(tail)}", file=sys.stderr)
+        return []
+    return [(key, message) for problems in found for key, message in problems]
+
+
+# ------------------------------------------------------------------------ output
+
+
+def _located(found: list[tuple[str, str]], matrix: Path | None) -> list[str]:
+    """'file:line:col: key: message' where the setting is written in the matrix file,
+    else 'key: message'."""
+    positions = None
+    if matrix is not None and found:
+        try:
+            positions = read(matrix)[1]
+        except MatrixError:
+            positions = None
+    out = []
+    for key, message in found:
+        mark = _written(positions, key) if positions is not None and key else None
+        text = f"{key}: {message}" if key else message
+        out.append(f"{positions.file}:{mark[0]}:{mark[1]}: {text}" if mark else text)
+    return out
+
+
+def _written(positions: Positions, dotted: str) -> tuple[int, int] | None:
+    """Where `dotted` (or, failing that, its nearest parent) is first written: in base,
+    as an axis, inside an axis value (past its label) or in an include entry."""
+    while dotted:
+        tail = "." + dotted
+        marks = [
+            mark
+            for path, mark in positions.marks.items()
+            if any(
+                ("." + ".".join(map(str, p))).endswith(tail)
+                for p in [path, *(path[:i] + path[i + 1 :] for i in range(1, len(path)))]
+            )
+        ]
+        if marks:
+            return min(marks)
+        dotted = dotted.rpartition(".")[0]
+    return None
+
+
+def _run_folder(root: Path) -> list[str]:
     existing = root  # nothing is created before every check has passed
     while not existing.exists():
         existing = existing.parent
     if not os.access(existing, os.W_OK):
-        problems.append(f"the run folder {root} cannot be created: {existing} is not writable")
-    else:
-        free = shutil.disk_usage(existing).free
-        if free < MIN_FREE_BYTES:
-            problems.append(f"only {free // 1024**2} MB free under {existing}")
-    return problems
+        return [f"the run folder {root} cannot be created: {existing} is not writable"]
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        return [f"only {free // 1024**2} MB free under {existing}"]
+    return []
