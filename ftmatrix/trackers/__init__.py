@@ -110,19 +110,22 @@ def export(run_root: Path, *, to: str, uri: str | None = None) -> Exported:
     """Send every finished job of the run folder `run_root` to the tracker `to`.
 
     Idempotent: a job sent before is updated, never duplicated. Raises ValueError for an
-    unknown tracker and TrackerMissing when its library is not installed; a store that
-    cannot be reached is reported in `Exported.error`, not raised."""
+    unknown tracker, TrackerMissing when its library is not installed, FileNotFoundError
+    when `run_root` holds no plan.json (DamagedFile when it cannot be read); a store that
+    cannot be reached is reported in `Exported.error`, a job that could not be sent (or
+    read) in `Exported.failed`, neither raised."""
     sender = _sender(to)
     where = sender.where(run_root, uri)
     done = Exported(to, where, TRACKERS[to].opens.format(root=run_root, where=where))
     plan = jobs.plan(run_root)
-    found = jobs.finished(run_root)
+    found, damaged = jobs.finished(run_root)
     try:
-        done.failed = sender.send(found, run_root=run_root, matrix=plan.name, uri=uri)
+        failed = sender.send(found, run_root=run_root, matrix=plan.name, uri=uri)
     except Exception as err:  # the store itself failed: say so, with the way to retry
         done.error = f"{type(err).__name__}: {err}"
         return done
-    done.sent = [j.id for j in found if j.id not in done.failed]
+    done.failed = {**damaged, **failed}
+    done.sent = [j.id for j in found if j.id not in failed]
     return done
 
 

@@ -8,7 +8,6 @@ tracker that fails can never fail a job, and exporting later sends the same thin
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +15,17 @@ from typing import Any
 
 from ftmatrix.reports.collect import flatten
 from ftmatrix.result import (
-    CONFIG,
     PLAN,
     RESULT,
     WEIGHTS,
+    DamagedFile,
     EpochMetrics,
     PlanEntry,
     PlanFile,
     Result,
+    read_config,
     read_metrics,
+    read_plan,
     read_result,
 )
 
@@ -123,19 +124,20 @@ def _seconds(stamp: str | None) -> float | None:
 
 
 def plan(run_root: Path) -> PlanFile:
-    """The run folder's plan.json (the matrix name, and each job's label and settings)."""
-    return PlanFile.model_validate_json((run_root / PLAN).read_text(encoding="utf-8"))
+    """The run folder's plan.json (the matrix name, and each job's label and settings).
+    FileNotFoundError when the matrix never ran there; DamagedFile when unreadable."""
+    found = read_plan(run_root)
+    if found is None:
+        raise FileNotFoundError(f"{run_root / PLAN} not found: no run of a matrix there")
+    return found
 
 
 def read(job_dir: Path, *, entry: PlanEntry | None = None) -> FinishedJob | None:
-    """The finished job in `job_dir`, or None when it has no (readable) result.json."""
+    """The finished job in `job_dir`, or None when it has no result.json.
+    DamagedFile when result.json, metrics.jsonl or config.json cannot be read."""
     result = read_result(job_dir)
     if result is None:
         return None
-    try:
-        config = flatten(json.loads((job_dir / CONFIG).read_text(encoding="utf-8")))
-    except (FileNotFoundError, json.JSONDecodeError):
-        config = {}
     return FinishedJob(
         id=job_dir.name,
         label=entry.label if entry else "",
@@ -143,14 +145,23 @@ def read(job_dir: Path, *, entry: PlanEntry | None = None) -> FinishedJob | None
         folder=job_dir,
         result=result,
         epochs=read_metrics(job_dir),
-        config=config,
+        config=flatten(read_config(job_dir) or {}),
     )
 
 
-def finished(run_root: Path) -> list[FinishedJob]:
-    """Every job of the plan that has finished, in plan order."""
-    found = (read(run_root / e.id, entry=e) for e in plan(run_root).jobs)
-    return [job for job in found if job is not None]
+def finished(run_root: Path) -> tuple[list[FinishedJob], dict[str, str]]:
+    """Every job of the plan that has finished, in plan order; and {job id: problem}
+    for those whose files are damaged (they are left out)."""
+    found, damaged = [], {}
+    for entry in plan(run_root).jobs:
+        try:
+            job = read(run_root / entry.id, entry=entry)
+        except DamagedFile as err:
+            damaged[entry.id] = str(err)
+            continue
+        if job is not None:
+            found.append(job)
+    return found, damaged
 
 
 def folder_name(job: FinishedJob) -> str:

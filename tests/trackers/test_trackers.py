@@ -26,10 +26,11 @@ def test_missing_names_unknown_trackers_and_the_extra_of_uninstalled_ones(uninst
     ]
 
 
-def test_missing_imports_no_tracker_library():
+def test_missing_imports_no_tracker_library_and_nothing_here_imports_torch():
     code = (
         "import sys\n"
-        "from ftmatrix.trackers import missing\n"
+        "from ftmatrix.trackers import missing, mlflow, tensorboard, wandb\n"
+        "from ftmatrix.reports import html\n"
         "missing(['tensorboard', 'mlflow', 'wandb'])\n"
         "print(sorted(m for m in ('tensorboard', 'mlflow', 'wandb', 'torch') if m in sys.modules))"
     )
@@ -65,3 +66,20 @@ def test_the_export_command_names_the_runs_folder_only_when_it_is_not_runs(tmp_p
     assert trackers.export_command(tmp_path / "out" / "hw4", "mlflow", "http://h:5000") == (
         f"ftmatrix export hw4 --to mlflow --runs-dir {tmp_path / 'out'} --uri http://h:5000"
     )
+
+
+def test_export_leaves_out_a_damaged_job_and_names_it(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    root = grid(tmp_path)
+    (root / "aaaaaaaaaaaa" / "result.json").write_text('{"status": "done", "test": ')
+    done = export(root, to="tensorboard")
+    assert sorted(done.sent) == ["bbbbbbbbbbbb", "cccccccccccc", "dddddddddddd"]
+    assert list(done.failed) == ["aaaaaaaaaaaa"] and "damaged" in done.failed["aaaaaaaaaaaa"]
+    assert not done.ok
+    (warning,) = track(root / "aaaaaaaaaaaa", trackers=["tensorboard"], run_root=root)
+    assert warning.startswith("trackers: could not read") and "damaged" in warning
+
+
+def test_export_of_a_folder_without_a_plan_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"plan\.json not found"):
+        export(tmp_path, to="tensorboard")
