@@ -220,3 +220,18 @@ def test_the_page_works_in_a_real_browser(browser, study_run, tmp_path):
     assert browser.save_screenshot(str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_a_run_with_nothing_finished_yet_loads_cleanly(browser, tmp_path):
+    jobs = [
+        {"id": "p1", "settings": {"train.lr": "0.1"}, "state": "pending"},
+        {"id": "f1", "settings": {"train.lr": "0.01"}, "state": "failed"},
+    ]
+    page = write_html(write_run(tmp_path / "r", jobs, axes=["train.lr"]))
+    open_page(browser, page)
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    assert sorted(row_ids(browser)) == ["f1", "p1"]
+    assert (
+        browser.execute_script("return document.querySelectorAll('#parallel, #confusion').length")
+        == 0
+    )
