@@ -1,8 +1,8 @@
 """Training-step throughput on a GPU: ftmatrix's settings vs a plain fp32 loop, on
 ViT-Base/16 and ResNet-50 at 224 px, the same batch, measured in one run.
 
-ftmatrix's side is the trainer's own code: `job._autocast("auto")` (bf16 where the GPU
-has it natively), `job._tune_kernels` (cuDNN's algorithm search), channels_last for
+ftmatrix's side is the trainer's own code: `compute.autocast("auto")` (bf16 where the GPU
+has it natively), `compute.tune_kernels` (cuDNN's algorithm search), channels_last for
 the torchvision (convolutional) model as `job.train` sets it on CUDA,
 `optim.build_optimizer` (fused AdamW on CUDA), and `loop.train_epoch` itself (batches
 copied from pinned memory with non_blocking, losses kept on the device and read every
@@ -60,11 +60,11 @@ def ftmatrix_rate(built, x, y, *, device, steps: int, warmup: int, compile_: boo
     import torch
 
     from ftmatrix.config import TrainConfig
-    from ftmatrix.trainers import job, loop, optim
+    from ftmatrix.trainers import compute, loop, optim
 
     spec = TrainConfig.model_validate({"lr": LR, "optimizer": "adamw"})
-    autocast = job._autocast(spec.precision, device)
-    job._tune_kernels(device)  # cuDNN's algorithm search, as job.train turns it on
+    autocast = compute.autocast(spec.precision, device)
+    compute.tune_kernels(device)  # cuDNN's algorithm search, as job.train turns it on
     model = built.model.to(device)
     if device.type == "cuda" and built.source == "torchvision":
         model = model.to(memory_format=torch.channels_last)  # as job.train does

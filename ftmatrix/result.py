@@ -23,6 +23,23 @@ A job folder `runs/<matrix>/<job-id>/` holds:
 - `result.json`     a `Result`, written last and atomically. Without it the job is
                     not finished.
 
+Beside the job folders, the matrix's run folder holds `plan.json` (a `PlanFile`),
+`matrix.yaml` (the matrix as it was run) and, for a tuned search, `search.db` (optuna)
+and `search.json` (a `SearchSummary`).
+
+Writing: every file a job leaves behind goes through `write_atomic` (a folder through
+`replace_folder`): readers see the old content or the whole new one, never half.
+
+Reading: one reader per file, here. Each returns None (or an empty list) when the file
+is absent and raises `DamagedFile` when it is there but unreadable: truncated, not
+UTF-8, not the JSON it must be, a value of the wrong type. The exception names the
+file and the problem, so a caller can report it and go on with the healthy jobs:
+
+    try:
+        result = read_result(job_dir)
+    except DamagedFile as err:
+        problems.append(str(err))  # "damaged: runs/x/ab12/result.json: ..."
+
 Standard library and pydantic only: reports and the runner read these without torch.
 """
 
@@ -30,11 +47,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ErrorClass = Literal[
     "oom",  # out of (GPU or host) memory
@@ -63,6 +83,8 @@ SLURM_RECORD = "slurm.json"  # the Slurm job a job folder was submitted as
 # In a matrix's run folder (beside the job folders):
 SEARCH_DB = "search.db"  # optuna's storage of a tuned search
 SEARCH_SUMMARY = "search.json"  # what status and reports read of a search
+PLAN = "plan.json"  # the jobs the matrix asked for (a PlanFile)
+MATRIX_SNAPSHOT = "matrix.yaml"  # the matrix file as it was last run
 
 
 class _Record(BaseModel):
@@ -137,64 +159,6 @@ class Result(_Record):
     )
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` so that readers see the old file or the whole new one, never half.
-
-    temp file in the same folder + fsync + rename (+ fsync of the folder, so the rename
-    itself survives a power cut).
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def read_result(job_dir: str | os.PathLike) -> Result | None:
-    """The job's Result, or None when it has not finished (or the file is unreadable)."""
-    try:
-        text = (Path(job_dir) / RESULT).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        return Result.model_validate_json(text)
-    except ValueError:
-        return None
-
-
-def read_metrics(job_dir: str | os.PathLike) -> list[EpochMetrics]:
-    """Epoch lines of metrics.jsonl; a torn last line (a killed writer) is skipped."""
-    path = Path(job_dir) / METRICS
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(EpochMetrics.model_validate_json(line))
-        except ValueError:
-            continue
-    return rows
-
-
-PLAN = "plan.json"
-MATRIX_SNAPSHOT = "matrix.yaml"
-
-
 class PlanEntry(_Record):
     """One job of a plan, as the runner wrote it into runs/<matrix>/plan.json."""
 
@@ -215,3 +179,273 @@ class PlanFile(_Record):
     matrix_path: str = ""
     axes: list[str] = Field(default_factory=list, description="Varying dotted keys, in order.")
     jobs: list[PlanEntry] = Field(default_factory=list)
+
+
+class _Open(BaseModel):
+    # search.json is the runner's summary: fields added later are kept, not dropped
+    model_config = ConfigDict(extra="allow")
+
+
+class SearchTrial(_Open):
+    """One optuna trial of a grid point, with the job that trained it."""
+
+    number: int
+    state: str = Field(..., description="complete, pruned, fail, running, waiting.")
+    value: float | None = Field(None, description="The searched metric, when it has one.")
+    job: str | None = Field(None, description="The job id; None when the draw was invalid.")
+    label: str = ""
+    settings: dict[str, Any] = Field(default_factory=dict, description="Drawn path -> value.")
+    epochs: int = Field(0, description="Epochs reported to the pruner.")
+    message: str | None = Field(None, description="Why it failed or was invalid.")
+    retried: bool = Field(False, description="Drawn again by --retry-failed.")
+
+
+class SearchPoint(_Open):
+    """One grid point's study."""
+
+    id: str
+    label: str = ""
+    study: str = Field(..., description="The optuna study's name in search.db.")
+    budget: int = Field(..., description="Trials this point may run.")
+    best: int | None = Field(None, description="Number of the best complete trial.")
+    trials: list[SearchTrial] = Field(default_factory=list)
+
+
+class SearchSummary(_Open):
+    """runs/<matrix>/search.json: every study of a tuned search, for status and reports
+    (which then need no optuna). Rewritten (atomically) as trials end."""
+
+    strategy: str
+    metric: str
+    direction: Literal["maximize", "minimize"]
+    seed: int
+    prune: str | None = None
+    trials: int = Field(..., description="The budget per grid point, as the matrix set it.")
+    space: dict[str, str] = Field(..., description="Searched path -> kind (uniform, choice...).")
+    points: list[SearchPoint] = Field(default_factory=list)
+
+
+# ------------------------------------------------------------------- writing
+
+
+def write_atomic(path: str | os.PathLike, content: str | bytes | Callable[[str], object]) -> None:
+    """Write a file so that readers see the old one or the whole new one, never half.
+
+    `content`: text (UTF-8), bytes, or a function that writes the file at the path it
+    is given (`torch.save`, safetensors' `save_model`...). It writes a temp file in the
+    same folder, which is fsynced and renamed over `path`; then the folder is fsynced,
+    so that the rename itself survives a power cut. A kill leaves the old file and at
+    most a `.<name>.*.tmp` beside it, which no reader opens.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        if callable(content):
+            os.close(fd)
+            content(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        else:
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_folder(path.parent)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def replace_folder(folder: str | os.PathLike, fill: Callable[[Path], object]) -> None:
+    """Make `folder` whole or not at all (weights/, written by peft's save_pretrained).
+
+    `fill` writes into a new temp folder beside it; every file there is fsynced, the
+    old `folder` (if any) is moved aside, the new one renamed into place, the parent
+    fsynced, and the old one removed. A kill leaves the old folder, or none, plus temp
+    folders (`.<name>.*.tmp`) that the next call removes: never a half-written one.
+    """
+    folder = Path(folder)
+    parent = folder.parent
+    for stale in parent.glob(f".{folder.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = parent / f".{folder.name}.{secrets.token_hex(4)}.tmp"
+    tmp.mkdir()  # (not mkdtemp: the folder keeps the umask's permissions)
+    aside = None
+    try:
+        fill(tmp)
+        for path in sorted(tmp.rglob("*"), reverse=True):  # files before their folders
+            if path.is_dir():
+                fsync_folder(path)
+            else:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fsync_folder(tmp)
+        if folder.exists():
+            aside = parent / f".{folder.name}.{secrets.token_hex(4)}.old.tmp"
+            os.rename(folder, aside)
+        os.rename(tmp, folder)
+        fsync_folder(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make the folder's entries (a rename into it, a new file) survive a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------- reading
+
+
+class DamagedFile(Exception):
+    """A run-folder file that is there but cannot be read as what it must hold:
+    truncated, not UTF-8, not the JSON it must be, a value of the wrong type.
+    `str(err)` is "damaged: <path>: <problem>"."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        super().__init__(f"damaged: {path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
+
+
+def read_text(path: str | os.PathLike) -> str | None:
+    """A run-folder file's text; None when it is absent. DamagedFile when it cannot be
+    read or is not UTF-8."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise DamagedFile(path, f"cannot read it ({err.strerror or err})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DamagedFile(path, f"not UTF-8 (byte {err.start})") from None
+
+
+def read_json_object(path: str | os.PathLike) -> dict[str, Any] | None:
+    """A JSON file that must hold an object (config.json, ...); None when absent."""
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise DamagedFile(path, f"not valid JSON ({err})") from None
+    except RecursionError:  # brackets nested thousands deep
+        raise DamagedFile(path, "not valid JSON (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise DamagedFile(path, f"holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _validated(model: type[BaseModel], path: Path, data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise DamagedFile(path, f"{where}: {first['msg']}{more}") from None
+
+
+def read_result(job_dir: str | os.PathLike) -> Result | None:
+    """The job's Result; None when it has not finished (no result.json)."""
+    path = Path(job_dir) / RESULT
+    data = read_json_object(path)
+    return None if data is None else _validated(Result, path, data)
+
+
+def read_config(job_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """config.json as plain data (the trainer validates it as a JobConfig itself)."""
+    return read_json_object(Path(job_dir) / CONFIG)
+
+
+def read_plan(root: str | os.PathLike) -> PlanFile | None:
+    """runs/<matrix>/plan.json; None when the matrix never ran."""
+    path = Path(root) / PLAN
+    data = read_json_object(path)
+    return None if data is None else _validated(PlanFile, path, data)
+
+
+def read_search(root: str | os.PathLike) -> dict[str, Any] | None:
+    """search.json as plain data, checked against `SearchSummary` (every field it
+    names is there, with its type); None when the run folder holds no search."""
+    path = Path(root) / SEARCH_SUMMARY
+    data = read_json_object(path)
+    if data is None:
+        return None
+    return _validated(SearchSummary, path, data).model_dump(mode="json")
+
+
+def read_metrics(job_dir: str | os.PathLike) -> list[EpochMetrics]:
+    """Epoch lines of metrics.jsonl ([] when absent). A torn last line (no newline:
+    its writer was killed) is skipped; any other line that is not an epoch is damage."""
+    path = Path(job_dir) / METRICS
+    text = read_text(path)
+    if text is None:
+        return []
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines[:-1], 1):  # the last piece has no newline
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as err:
+            raise DamagedFile(path, f"line {number}: not valid JSON ({err})") from None
+        try:
+            rows.append(EpochMetrics.model_validate(data))
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the line"
+            raise DamagedFile(path, f"line {number}: {where}: {first['msg']}") from None
+    return rows
+
+
+def read_progress(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """The complete lines of progress.jsonl after byte `offset`, as events, and the
+    offset to read from next. The live channel is advice, not a record: a line that is
+    not a JSON object with an "event" is skipped, never an error."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return [], offset
+    end = chunk.rfind(b"\n") + 1
+    events = []
+    for line in chunk[:end].splitlines():
+        try:
+            event = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(event, dict) and isinstance(event.get("event"), str):
+            events.append(event)
+    return events, offset + end
+
+
+def log_tail(job_dir: str | os.PathLike, lines: int = 30) -> str:
+    """The last lines of log.txt (undecodable bytes replaced); "" when there is none."""
+    try:
+        text = (Path(job_dir) / LOG).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

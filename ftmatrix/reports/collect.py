@@ -1,14 +1,25 @@
-"""Job folders -> rows. Reads plan.json, result.json, metrics.jsonl, config.json only."""
+"""Job folders -> rows. Reads plan.json, result.json, metrics.jsonl, config.json only,
+through the readers of `ftmatrix.result`. A damaged file never stops a report: it is
+named in `Study.problems`, its job shows as "damaged" (a damaged result.json) or
+without curves or settings, and every healthy job is reported as usual."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftmatrix.result import CONFIG, METRICS, PLAN, RESULT
+from ftmatrix.result import (
+    CONFIG,
+    PLAN,
+    DamagedFile,
+    PlanEntry,
+    read_config,
+    read_metrics,
+    read_plan,
+    read_result,
+)
 
 # --metric names -> (key in a row's metrics, larger is better)
 METRICS_KNOWN = {
@@ -43,7 +54,7 @@ class JobRow:
     id: str
     label: str
     settings: dict[str, str]
-    state: str  # done | failed | pruned | pending
+    state: str  # done | failed | pruned | pending | damaged (result.json unreadable)
     metrics: dict[str, float] = field(default_factory=dict)  # test.* values
     best_epoch: int | None = None
     epochs_run: int | None = None
@@ -67,67 +78,98 @@ class Study:
     jobs: list[JobRow]
     stale: int = 0  # job folders on disk no longer in the matrix
     root: Path = Path(".")
+    problems: list[str] = field(default_factory=list)  # "damaged: <file>: <problem>"
 
 
 def load(root: Path, *, curves: bool = True) -> Study:
-    plan = json.loads((root / PLAN).read_text(encoding="utf-8"))
-    rows = [_row(root / e["id"], e, curves=curves) for e in plan["jobs"]]
-    planned = {e["id"] for e in plan["jobs"]}
-    stale = sum(
-        1 for p in root.iterdir() if p.is_dir() and p.name not in planned and (p / CONFIG).exists()
-    )
-    return Study(plan["name"], plan.get("description", ""), plan.get("axes", []), rows, stale, root)
-
-
-def _row(job_dir: Path, entry: dict, *, curves: bool) -> JobRow:
-    row = JobRow(entry["id"], entry.get("label", ""), entry.get("settings", {}), "pending")
+    """The run folder as rows: planned jobs in plan order. Without a readable plan.json,
+    every job folder on disk (one holding a config.json), unlabelled."""
+    problems: list[str] = []
     try:
-        result = json.loads((job_dir / RESULT).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+        plan = read_plan(root)
+        if plan is not None:
+            _check_ids(root, plan.jobs)
+    except DamagedFile as err:
+        problems.append(f"{err}; listing the job folders on disk instead")
+        plan = None
+    if plan is None:
+        entries = [PlanEntry(id=p.name, label="") for p in _job_folders(root)]
+        name, description, axes = root.name, "", []
+    else:
+        entries, name, description, axes = plan.jobs, plan.name, plan.description, plan.axes
+    rows = [_row(root / e.id, e, curves=curves, problems=problems) for e in entries]
+    planned = {e.id for e in entries}
+    stale = sum(1 for p in _job_folders(root) if p.name not in planned)
+    return Study(name, description, axes, rows, stale, root, problems)
+
+
+def _job_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / CONFIG).exists())
+
+
+def _check_ids(root: Path, entries: list[PlanEntry]) -> None:
+    """A job id is a folder name: a plan.json that says otherwise is damaged."""
+    for index, entry in enumerate(entries):
+        if entry.id in ("", ".", "..") or "/" in entry.id or "\0" in entry.id:
+            raise DamagedFile(root / PLAN, f"jobs.{index}.id {entry.id!r} is not a job folder")
+
+
+def _row(job_dir: Path, entry: PlanEntry, *, curves: bool, problems: list[str]) -> JobRow:
+    settings = {k: str(v) for k, v in entry.settings.items()}
+    row = JobRow(entry.id, entry.label, settings, "pending")
+    try:
+        result = read_result(job_dir)
+    except DamagedFile as err:
+        problems.append(str(err))
+        row.state, row.error = "damaged", "result.json"
         return row
-    row.state = result.get("status", "failed")
-    row.error = result.get("error_class")
-    test = result.get("test") or {}
-    for key in (
-        "accuracy",
-        "f1_macro",
-        "f1_weighted",
-        "precision_macro",
-        "recall_macro",
-        "topk",
-        "loss",
-    ):
-        if test.get(key) is not None:
-            row.metrics[f"test.{key}"] = float(test[key])
-    row.per_class = test.get("per_class_accuracy") or {}
-    row.k = test.get("k")
-    params = result.get("params") or {}
-    row.trainable = params.get("trainable")
-    row.trainable_percent = params.get("trainable_percent")
-    timing = result.get("timing") or {}
-    row.seconds_per_epoch = timing.get("per_epoch")
-    row.seconds = timing.get("total")
-    row.best_epoch = result.get("best_epoch")
-    row.epochs_run = result.get("epochs_run")
-    row.device = result.get("device")
-    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-        row.config = json.loads((job_dir / CONFIG).read_text(encoding="utf-8"))
+    if result is None:
+        return row
+    row.state = result.status
+    row.error = result.error_class
+    if result.test is not None:
+        test = result.test.model_dump()
+        for key in METRIC_FIELDS:
+            if test.get(key) is not None:
+                row.metrics[f"test.{key}"] = float(test[key])
+        row.per_class = result.test.per_class_accuracy
+        row.k = result.test.k
+    if result.params is not None:
+        row.trainable = result.params.trainable
+        row.trainable_percent = result.params.trainable_percent
+    row.seconds_per_epoch = result.timing.get("per_epoch")
+    row.seconds = result.timing.get("total")
+    row.best_epoch = result.best_epoch
+    row.epochs_run = result.epochs_run
+    row.device = result.device
+    try:
+        row.config = read_config(job_dir) or {}
+    except DamagedFile as err:
+        problems.append(str(err))
     if curves:
-        row.curves = read_curves(job_dir)
+        row.curves = curves_of(job_dir, problems)
     return row
 
 
-def read_curves(job_dir: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl as dicts (a torn last line is skipped)."""
-    rows = []
+# result.json's test fields that become `test.<name>` metrics of a row
+METRIC_FIELDS = (
+    "accuracy",
+    "f1_macro",
+    "f1_weighted",
+    "precision_macro",
+    "recall_macro",
+    "topk",
+    "loss",
+)
+
+
+def curves_of(job_dir: Path, problems: list[str]) -> list[dict[str, Any]]:
+    """metrics.jsonl as dicts, one per epoch; [] (and the problem noted) when damaged."""
     try:
-        text = (job_dir / METRICS).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return rows
-    for line in text.splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            rows.append(json.loads(line))
-    return rows
+        return [m.model_dump() for m in read_metrics(job_dir)]
+    except DamagedFile as err:
+        problems.append(str(err))
+        return []
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

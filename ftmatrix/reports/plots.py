@@ -5,14 +5,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ftmatrix.reports.collect import Study, read_curves
+from ftmatrix.reports.collect import Study, curves_of
 
 PER_FIGURE = 8  # curves per figure; more jobs are spread over several figures
 MAX_CURVES = 32  # with more jobs than this, the curves of the best ones
 METADATA = {"Software": None}  # no version stamp: the same results give the same bytes
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display), imported when
+    a plot is drawn: reports without plots never load matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,14 +27,14 @@ def save(fig, path: Path) -> Path:
     """Lay out, write (no version stamp) and close a figure; its path."""
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata=METADATA)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def curves(study: Study, folder: Path, *, metric: str = "test.accuracy") -> list[Path]:
     """Train/validation loss and accuracy per epoch, PER_FIGURE jobs per figure (the
     MAX_CURVES best by `metric` when there are more)."""
-    plt = _pyplot()
+    plt = pyplot()
     jobs = [j for j in study.jobs if j.state == "done"]
     if len(jobs) > MAX_CURVES:
         larger = metric != "test.loss"
@@ -40,7 +42,7 @@ def curves(study: Study, folder: Path, *, metric: str = "test.accuracy") -> list
         keep = {j.id for j in ranked[:MAX_CURVES]}
         jobs = [j for j in jobs if j.id in keep]
     for job in jobs:  # read only the curves that are drawn
-        job.curves = job.curves or read_curves(study.root / job.id)
+        job.curves = job.curves or curves_of(study.root / job.id, study.problems)
     jobs = [j for j in jobs if j.curves]
     written = []
     for part in range(math.ceil(len(jobs) / PER_FIGURE)):
@@ -52,7 +54,7 @@ def curves(study: Study, folder: Path, *, metric: str = "test.accuracy") -> list
             name = job.label or job.id
             loss_ax.plot(epochs, [c["train_loss"] for c in job.curves], color=color, label=name)
             acc_ax.plot(epochs, [c["train_accuracy"] for c in job.curves], color=color, label=name)
-            if all(c.get("val_loss") is not None for c in job.curves):
+            if all(c["val_loss"] is not None and c["val_accuracy"] is not None for c in job.curves):
                 loss_ax.plot(epochs, [c["val_loss"] for c in job.curves], color=color, ls="--")
                 acc_ax.plot(epochs, [c["val_accuracy"] for c in job.curves], color=color, ls="--")
         loss_ax.set(title="loss (solid: train, dashed: validation)", xlabel="epoch", ylabel="loss")
@@ -69,7 +71,7 @@ def curves(study: Study, folder: Path, *, metric: str = "test.accuracy") -> list
 
 def metric_vs_axes(study: Study, metric: str, folder: Path) -> list[Path]:
     """The metric against every numeric axis (mean over the other settings)."""
-    plt = _pyplot()
+    plt = pyplot()
     written = []
     for axis in [a for a in study.axes if a != "train.seed"]:  # seeds are repetitions
         points: dict[float, list[float]] = {}

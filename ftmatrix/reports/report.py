@@ -6,9 +6,12 @@ import csv
 import io
 from pathlib import Path
 
+from ftmatrix.reports import plots as plotting
 from ftmatrix.reports import search, tables
 from ftmatrix.reports.collect import Study, flatten, load, metric_name
-from ftmatrix.result import write_atomic
+from ftmatrix.result import DamagedFile, read_search, write_atomic
+
+STATES = ("done", "failed", "pruned", "damaged", "pending")  # as the header counts them
 
 
 def write(
@@ -25,7 +28,11 @@ def write(
     """Write the report of one run folder; the path of the main file."""
     metric = metric_name(metric)
     study = load(root, curves=False)  # plots read the curves they draw
-    searched = search.load(root)
+    try:
+        searched = read_search(root)
+    except DamagedFile as err:
+        study.problems.append(f"{err}; no search section")
+        searched = None
     out = out or root / ("report.tex" if fmt == "latex" else "report.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out.parent / "results.csv", results_csv(study))
@@ -37,8 +44,6 @@ def write(
     images: list[Path] = []
     search_images: list[Path] = []
     if plots:
-        from ftmatrix.reports import plots as plotting
-
         folder = out.parent / "plots"
         folder.mkdir(exist_ok=True)
         images = plotting.curves(study, folder, metric=metric)
@@ -73,12 +78,7 @@ def _header(study: Study) -> list[str]:
     lines = [f"# {study.name}", ""]
     if study.description:
         lines += [study.description, ""]
-    lines.append(
-        "- **Jobs:** "
-        + ", ".join(
-            f"{counts[s]} {s}" for s in ("done", "failed", "pruned", "pending") if s in counts
-        )
-    )
+    lines.append("- **Jobs:** " + ", ".join(f"{counts[s]} {s}" for s in STATES if s in counts))
     if done:
         lines.append(
             f"- **Training time:** {total:.0f} s in all, {total / len(done):.0f} s per job"
@@ -104,6 +104,10 @@ def markdown(
     """The report; `search`: the search section's lines (after the comparison),
     `drawn`: searched settings drawn from ranges, which get no effect table."""
     parts = _header(study)
+    if study.problems:
+        parts += ["## Damaged files", "", "Left out of the tables and plots below:", ""]
+        parts += [f"- {problem}" for problem in study.problems]
+        parts.append("")
     parts += [f"## Comparison (sorted by {metric}, {tables.STAR} best)", ""]
     parts.append(tables.markdown(tables.comparison(study, metric)))
     parts += search

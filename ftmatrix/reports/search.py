@@ -1,29 +1,20 @@
 """The search section of a report: the best trials, the metric over trials, and which
 settings mattered.
 
-Reads search.json, the summary the runner keeps of its optuna studies; only parameter
-importance asks optuna itself (fANOVA with a fixed seed, so the same trials give the
-same numbers) about the study in search.db. No torch.
+Reads search.json (through `result.read_search`), the summary the runner keeps of its
+optuna studies; only parameter importance asks optuna itself (fANOVA with a fixed seed,
+so the same trials give the same numbers) about the study in search.db. No torch.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ftmatrix.reports.plots import pyplot, save
 from ftmatrix.reports.tables import STAR, Table, markdown
+from ftmatrix.result import SEARCH_DB
 
-SUMMARY = "search.json"
-DB = "search.db"
 TOP = 10  # rows of the best-trials table
-
-
-def load(root: Path) -> dict | None:
-    """search.json, or None when the run folder holds no search."""
-    try:
-        return json.loads((root / SUMMARY).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def continuous(summary: dict) -> set[str]:
@@ -68,7 +59,7 @@ def importance(root: Path, point: dict) -> tuple[list[tuple[str, float]], str]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        storage = optuna.storages.RDBStorage(f"sqlite:///{(root / DB).resolve()}")
+        storage = optuna.storages.RDBStorage(f"sqlite:///{(root / SEARCH_DB).resolve()}")
         study = optuna.load_study(study_name=point["study"], storage=storage)
         found = optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
@@ -83,9 +74,7 @@ def importance(root: Path, point: dict) -> tuple[list[tuple[str, float]], str]:
 def plot(summary: dict, folder: Path) -> list[Path]:
     """The metric of every trial in the order they ran, with the best so far; pruned
     trials at the validation value they were stopped with. One figure per grid point."""
-    from ftmatrix.reports.plots import _pyplot, save
-
-    plt = _pyplot()
+    plt = pyplot()
     larger = summary["direction"] == "maximize"
     written = []
     for index, point in enumerate(summary["points"]):

@@ -1,8 +1,7 @@
 """Epoch checkpoints (for resume) and exported weights (safetensors).
 
 checkpoint/state.pt    model, optimizer, scheduler, RNG and early-stopping state after
-                       the last finished epoch; replaced atomically, loaded with
-                       weights_only=True.
+                       the last finished epoch; loaded with weights_only=True.
 checkpoint/best-<E>.safetensors
                        the best epoch's full model weights so far. Named by epoch and
                        written before state.pt, which names the one to use: a kill
@@ -11,56 +10,53 @@ checkpoint/best-<E>.safetensors
 weights/               what the job exports: model.safetensors, or for LoRA the peft
                        adapter (adapter_model.safetensors + adapter_config.json, with the
                        trained head) — loadable again.
+
+Every file here is written through `result.write_atomic` and weights/ through
+`result.replace_folder`: a kill at any moment leaves the previous file (or folder)
+whole, or none, never a half-written one that a resume or a reload would read.
+Weights go through safetensors' `save_model`/`load_model`, which store tied tensors
+once: no copy of the model is made on the host to save it.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
+
+from ftmatrix.result import replace_folder, write_atomic
 
 STATE = "state.pt"
-
-
-def _replace(path: Path, write) -> None:
-    """Write through a temp file in the same folder, fsync, rename: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    # safetensors refuses tensors that share memory (tied weights): clone each
-    return {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
+MODEL = "model.safetensors"  # in weights/: the whole model
 
 
 def _best(folder: Path, epoch: int) -> Path:
     return folder / f"best-{epoch}.safetensors"
 
 
+def save_weights(path: Path, model: torch.nn.Module) -> None:
+    """The model's weights as one safetensors file, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: save_model(model, tmp, force_contiguous=True))
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """Weights written by `save_weights` into the model (strict: every name must match)."""
+    load_model(model, str(path), strict=True)
+
+
 def save_best(folder: Path, model: torch.nn.Module, *, epoch: int) -> None:
-    state = _cpu_state(model)
-    _replace(_best(folder, epoch), lambda tmp: save_file(state, tmp))
+    save_weights(_best(folder, epoch), model)
 
 
 def load_best(folder: Path, model: torch.nn.Module, *, epoch: int | None) -> bool:
     """Load the best epoch's weights into the model; False when there are none."""
     if epoch is None or not _best(folder, epoch).exists():
         return False
-    model.load_state_dict(load_file(str(_best(folder, epoch))), strict=True)
+    load_weights(_best(folder, epoch), model)
     return True
 
 
@@ -93,7 +89,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def save(folder: Path, state: dict) -> None:
-    _replace(folder / STATE, lambda tmp: torch.save(state, tmp))
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / STATE, lambda tmp: torch.save(state, tmp))
 
 
 def load(folder: Path) -> dict | None:
@@ -104,12 +101,14 @@ def load(folder: Path) -> dict | None:
 
 
 def export(weights: Path, model: torch.nn.Module, *, lora: bool, pretrained: bool) -> None:
-    """Write the model to weights/: for LoRA the peft adapter with the trained head, and
-    the whole model too when its base was not pretrained (a random base cannot be
-    fetched again)."""
-    weights.mkdir(parents=True, exist_ok=True)
-    if lora:
-        model.save_pretrained(str(weights))
-    if not lora or not pretrained:
-        state = _cpu_state(model)
-        _replace(weights / "model.safetensors", lambda tmp: save_file(state, tmp))
+    """Write the model to weights/, whole or not at all: for LoRA the peft adapter with
+    the trained head, and the whole model too when its base was not pretrained (a
+    random base cannot be fetched again)."""
+
+    def fill(folder: Path) -> None:
+        if lora:
+            model.save_pretrained(str(folder))
+        if not lora or not pretrained:
+            save_model(model, str(folder / MODEL), force_contiguous=True)
+
+    replace_folder(weights, fill)

@@ -4,7 +4,9 @@ Sources: sklearn's bundled digits, an image folder, a CSV/JSONL file of texts, o
 Hugging Face `datasets` dataset (by name or saved with `save_to_disk`). A source gives
 a train split and maybe val and test; the missing ones are cut from train, stratified
 with `data.split_seed`. `data.limit` keeps a stratified subset of that many examples,
-shared among the given splits by their sizes, before anything is decoded.
+shared among the given splits by their sizes, before anything is decoded. What a
+folder or a text file holds (layout, rows, class names) is read and checked by
+`sources`; every problem is a `DataError` (data_error) naming the file and line.
 
 Images are decoded and resized once, into uint8 tensors; augmentation
 (`augment.BatchAugment`) runs on those tensors per batch, on the device. Texts are
@@ -15,8 +17,6 @@ tokenizer, max_length).
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,14 +29,8 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from ftmatrix.config import DataConfig, JobConfig
-from ftmatrix.trainers import cache, tokens
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-SPLITS = ("train", "val", "test")
-
-
-class DataError(Exception):
-    """The data is missing, unreadable or malformed (error class `data_error`)."""
+from ftmatrix.trainers import cache, sources, tokens
+from ftmatrix.trainers.sources import SPLITS, DataError
 
 
 @dataclass
@@ -117,6 +111,7 @@ def _assemble(
     image tensor, an array of texts, or a lazy `_Decoded` source."""
     text = cfg.task == "text-classification"
     plan = _plan({k: y for k, (_, y) in given.items()}, cfg.data)
+    _check_classes(plan, {k: y for k, (_, y) in given.items()}, names, data=cfg.data)
     # each lazy source is decoded once, for all the splits cut from it
     rows: dict[str, np.ndarray] = {}
     for source, idx in plan.values():
@@ -178,6 +173,31 @@ def _plan(labels: dict[str, np.ndarray], data: DataConfig) -> dict[str, tuple[st
         plan["val"] = ("train", val)
     plan["train"] = ("train", np.sort(train))
     return {name: plan[name] for name in SPLITS}
+
+
+def _check_classes(
+    plan: dict[str, tuple[str, np.ndarray]],
+    labels: dict[str, np.ndarray],
+    names: list[str],
+    *,
+    data: DataConfig,
+) -> None:
+    """Every class that validation or test holds must have training examples: a model
+    cannot learn a class it never sees, and its score there would say nothing."""
+    source, idx = plan["train"]
+    trained = set(np.unique(labels[source][idx]).tolist())
+    for split in ("val", "test"):
+        source, idx = plan[split]
+        unseen = sorted(set(np.unique(labels[source][idx]).tolist()) - trained)
+        if unseen:
+            where = data.builtin or data.hf_dataset or data.path
+            shown = ", ".join(repr(names[i]) for i in unseen[:5])
+            more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+            cut = "" if source == split else " (a class needs 2 examples to be in both)"
+            raise DataError(
+                f"{where}: the {split} split has classes without a training example: "
+                f"{shown}{more}{cut}"
+            )
 
 
 def _subset(idx: np.ndarray, y: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -308,59 +328,20 @@ def _open_file(path: Path):
 
 
 def _image_folder(path: Path, *, size: int):
-    """train/ val/ test/ subfolders of class folders, or one folder of class folders."""
-    given_dirs = {name: path / name for name in SPLITS if (path / name).is_dir()}
-    if given_dirs and "train" not in given_dirs:
-        raise DataError(f"{path} has {', '.join(given_dirs)}/ but no train/")
-    root = given_dirs.get("train", path)
-    names = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not names:
-        raise DataError(f"{root} has no class folders")
-    given = {}
-    for split, folder in (given_dirs or {"train": path}).items():
-        files, labels = [], []
-        for label, name in enumerate(names):
-            class_dir = folder / name
-            if class_dir.is_dir():
-                found = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-                files += found
-                labels += [label] * len(found)
-        if not files:
-            raise DataError(f"no images under {folder}")
-        decoded = _Decoded(files, size=size, open_image=_open_file, identify=cache.file_stamp)
-        given[split] = (decoded, np.array(labels))
+    layout, names = sources.image_folder(path)
+    given = {
+        split: (
+            _Decoded(files, size=size, open_image=_open_file, identify=cache.file_stamp),
+            labels,
+        )
+        for split, (files, labels) in layout.items()
+    }
     return given, names
 
 
-# ----------------------------------------------------------------------- texts
-
-
 def _text_file(path: Path, data: DataConfig):
-    texts, raw = _read_texts(path, data)
-    names = sorted({str(label) for label in raw})
-    index = {n: i for i, n in enumerate(names)}
-    y = np.array([index[str(label)] for label in raw])
+    texts, y, names = sources.text_file(path, data)
     return {"train": (np.array(texts, dtype=object), y)}, names
-
-
-def _read_texts(path: Path, data: DataConfig) -> tuple[list[str], list[Any]]:
-    rows: list[dict[str, Any]]
-    try:
-        if path.suffix.lower() in (".jsonl", ".json"):
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        elif path.suffix.lower() in (".csv", ".tsv"):
-            with path.open(newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
-        else:
-            raise DataError(f"text data must be .csv, .tsv or .jsonl, got {path.name}")
-    except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"cannot parse {path}: {err}") from err
-    if not rows:
-        raise DataError(f"{path} has no rows")
-    for column in (data.text_column, data.label_column):
-        if column not in rows[0]:
-            raise DataError(f"{path} has no column '{column}' (columns: {', '.join(rows[0])})")
-    return [str(r[data.text_column]) for r in rows], [r[data.label_column] for r in rows]
 
 
 # -------------------------------------------------------------------- datasets
@@ -398,11 +379,14 @@ def _hf_dataset(cfg: JobConfig):
     if label is None:
         raise DataError(f"the dataset has no column '{data.label_column}'")
     class_label = hasattr(label, "names")
-    names = (
-        list(label.names)
-        if class_label
-        else sorted({str(v) for split in found.values() for v in ds[split][data.label_column]})
-    )
+    where = data.hf_dataset or str(data.path)
+    if class_label:
+        names = list(label.names)
+        if len(names) < 2:
+            raise DataError(f"{where}: the label has {len(names)} class: classification needs two")
+    else:
+        every = [v for split in found.values() for v in ds[split][data.label_column]]
+        names = sources.class_names(every, where=f"{where} ('{data.label_column}')")
     index = {n: i for i, n in enumerate(names)}
     if cfg.task == "text-classification":
         column = data.text_column

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
+from pydantic import ValidationError
 
 from ftmatrix.config import DistillConfig, JobConfig
-from ftmatrix.result import CONFIG, read_result
-from ftmatrix.trainers import lora, models
+from ftmatrix.result import CONFIG, WEIGHTS, DamagedFile, read_result
+from ftmatrix.trainers import checkpoint, lora, models
 from ftmatrix.trainers.models import Built, ConfigError
 
 
@@ -61,20 +61,28 @@ def teacher(
     """The teacher: another job's best weights, or a model spec with its pretrained ones."""
     if spec.teacher_job is not None:
         folder = job_dir.parent / spec.teacher_job
-        result = read_result(folder)
+        try:
+            result = read_result(folder)
+        except DamagedFile as err:
+            raise ConfigError(f"teacher job {spec.teacher_job}: {err}") from None
         if result is None or result.status != "done":
             raise ConfigError(f"teacher job {spec.teacher_job} has not finished ({folder})")
-        teacher_cfg = JobConfig.model_validate_json((folder / CONFIG).read_text())
+        try:
+            teacher_cfg = JobConfig.model_validate_json((folder / CONFIG).read_bytes())
+        except (OSError, ValidationError) as err:
+            problem = f"teacher job {spec.teacher_job}: cannot read {CONFIG}: {err}"
+            raise ConfigError(problem) from None
         built = models.build(teacher_cfg, len(class_names), class_names)
         model = built.model
         if teacher_cfg.lora.enabled:
             model = lora.wrap(model, teacher_cfg.lora, head=built.head)
-        weights = folder / "weights"
-        if (weights / "model.safetensors").exists():
-            model.load_state_dict(load_file(str(weights / "model.safetensors")))
+        weights = folder / WEIGHTS
+        if (weights / checkpoint.MODEL).exists():
+            checkpoint.load_weights(weights / checkpoint.MODEL, model)
         elif (weights / "adapter_model.safetensors").exists():
             # adapter + head on the pretrained base, which from_pretrained just loaded
             from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
 
             set_peft_model_state_dict(model, load_file(str(weights / "adapter_model.safetensors")))
         else:

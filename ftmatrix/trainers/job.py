@@ -1,8 +1,9 @@
 """One job: `main(job_dir)` reads config.json, trains, evaluates, writes its result.
 
-Reads top to bottom: data -> model (+ LoRA, + teacher) -> loss, optimizer, schedule ->
-resume from the last checkpoint -> epochs (early stopping, best weights) -> test with
-the best weights -> weights/, predictions.npz, result.json (last, atomically).
+Reads top to bottom, in `train`: data -> model (+ LoRA, + teacher) -> loss, optimizer,
+schedule (`_prepare`) -> resume from the last checkpoint (`_resume`) -> epochs, with
+early stopping and best weights (`_epochs`) -> test with the best weights, then
+weights/ and predictions.npz (`_test`) -> result.json, last and atomically (`_run`).
 
 Exit status: 0 done; 1 failed (result.json says why: oom, nan_loss, data_error,
 config_error, crash); 130/143 after SIGINT/SIGTERM, with no result.json, so the runner
@@ -20,11 +21,14 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import signal
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +37,25 @@ import torch
 from ftmatrix import __version__
 from ftmatrix.config import JobConfig
 from ftmatrix.result import (
+    CHECKPOINT,
     CONFIG,
-    LOG,
     METRICS,
+    PREDICTIONS,
     PROGRESS,
+    RESULT,
+    STARTS,
+    WEIGHTS,
     EpochMetrics,
     Params,
     Result,
+    log_tail,
+    write_atomic,
     write_json_atomic,
 )
 from ftmatrix.trainers import (
     augment,
     checkpoint,
+    compute,
     data,
     distill,
     loop,
@@ -158,7 +169,7 @@ def _run(job_dir: Path, stop: Stop) -> int:
     result.status = "done"
     result.timing["total"] = time.time() - started
     result.finished_at = _now()
-    write_json_atomic(job_dir / "result.json", result.model_dump(mode="json"))
+    write_json_atomic(job_dir / RESULT, result.model_dump(mode="json"))
     progress.emit("end", status="done")
     return 0
 
@@ -169,36 +180,101 @@ def _fail(job_dir: Path, result: Result, error: str, message: str, progress: Pro
     result.status = "failed"
     result.error_class = error
     result.error_message = message
-    result.log_tail = _tail(job_dir / LOG)
+    result.log_tail = log_tail(job_dir)
     result.finished_at = _now()
-    write_json_atomic(job_dir / "result.json", result.model_dump(mode="json"))
+    write_json_atomic(job_dir / RESULT, result.model_dump(mode="json"))
     progress.emit("end", status="failed", error_class=error)
     return 1
 
 
 def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, stop: Stop) -> None:
+    """Train and test the job, filling `result` (the caller writes it)."""
     t0 = time.time()
-    spec = cfg.train
-    device = _device(spec.device)
-    autocast = _autocast(spec.precision, device)
-    _tune_kernels(device)
-    result.device = str(device) + (
-        f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
-    )
-    result.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(autocast, "fp32")
+    device = compute.device(cfg.train.device)
+    autocast = compute.autocast(cfg.train.precision, device)
+    compute.tune_kernels(device)
+    result.device = compute.describe(device)
+    result.precision = compute.precision_name(autocast)
     result.versions = _versions()
-    ckpt_dir = job_dir / "checkpoint"
-    state = checkpoint.load(ckpt_dir)
+    state = checkpoint.load(job_dir / CHECKPOINT)
     start_epoch = state["epoch"] + 1 if state else 1
-    with (job_dir / "starts.log").open("a") as f:
+    with (job_dir / STARTS).open("a") as f:
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")  # the runner's pool pins GPUs
         f.write(f"{_now()} start epoch={start_epoch} gpus={gpus} pid={os.getpid()}\n")
-    _seed(spec.seed)
+    _seed(cfg.train.seed)
 
-    # ---- data and model
+    parts = _prepare(
+        cfg, job_dir=job_dir, device=device, autocast=autocast, progress=progress, stop=stop
+    )
+    trainable, total = models.count_parameters(parts.model)
+    result.params = Params(
+        trainable=trainable, total=total, trainable_percent=100.0 * trainable / max(total, 1)
+    )
+    best, history = _resume(parts, state, result)
+    result.timing["setup"] = time.time() - t0
+
+    stopped_early = _epochs(parts, start=start_epoch, best=best, history=history)
+    result.timing["train"] = sum(m.seconds for m in history)
+    result.timing["per_epoch"] = result.timing["train"] / max(len(history), 1)
+
+    t_eval = time.time()
+    result.test = _test(parts, best_epoch=best["epoch"])
+    result.timing["eval"] = time.time() - t_eval
+    result.best_epoch = best["epoch"]
+    result.epochs_run = len(history)
+    result.stopped_early = stopped_early
+    progress.say(
+        f"test accuracy {result.test.accuracy:.4f}, macro F1 {result.test.f1_macro:.4f} "
+        f"(best epoch {best['epoch']})"
+    )
+
+
+# ------------------------------------------------------------ before the epochs
+
+
+@dataclass
+class Parts:
+    """Everything a job trains with, made once before its first epoch."""
+
+    cfg: JobConfig
+    job_dir: Path
+    device: torch.device
+    autocast: torch.dtype | None  # bf16/fp16 autocast, or None for fp32
+    progress: Progress
+    stop: Stop
+    splits: data.Splits
+    built: models.Built
+    model: torch.nn.Module  # what is saved: the peft model under LoRA
+    forward: torch.nn.Module  # what runs the batches: `model`, compiled if asked
+    hard_loss: Callable  # the configured loss on the labels
+    loss_fn: Callable  # what training minimises: + the teacher's soft targets
+    optimizer: torch.optim.Optimizer
+    schedule: optim.Schedule
+    scaler: torch.amp.GradScaler | None  # fp16 only
+    inputs: loop.Inputs  # validation and test batches
+    train_inputs: loop.Inputs  # training batches (augmented on the device)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.job_dir / CHECKPOINT
+
+
+def _prepare(
+    cfg: JobConfig,
+    *,
+    job_dir: Path,
+    device: torch.device,
+    autocast: torch.dtype | None,
+    progress: Progress,
+    stop: Stop,
+) -> Parts:
+    """Data, model, loss, optimizer and schedule, on `device`."""
+    spec = cfg.train
     splits = data.load(
         cfg, tokenizer=models.tokenizer(cfg), cache_dir=data.cache.default_dir(job_dir)
     )
+    if len(splits.test) == 0:  # before training, not after it
+        raise data.DataError("the test split is empty (data.test_fraction is 0 and no test/)")
     classes = splits.class_names
     _seed(spec.seed)  # the same initial weights whatever the data loading drew
     built = models.build(cfg, len(classes), classes)
@@ -208,21 +284,13 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     model.to(device)
     if device.type == "cuda" and built.source == "torchvision":
         model = model.to(memory_format=torch.channels_last)
-    trainable, total = models.count_parameters(model)
-    result.params = Params(
-        trainable=trainable, total=total, trainable_percent=100.0 * trainable / max(total, 1)
-    )
     teacher = None
     if cfg.distill.enabled:
         teacher = distill.teacher(
             cfg.distill, job_dir=job_dir, cfg=cfg, student=built, class_names=classes
         )
         teacher.model.to(device)
-    forward = model
-    if spec.compile:
-        forward = torch.compile(model)
 
-    # ---- loss, optimizer, schedule
     weights = losses.class_weights(spec.loss, splits.train.y, len(classes))
     hard_loss = losses.build(spec.loss, weights=weights, num_classes=len(classes))
 
@@ -236,223 +304,238 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
         )
 
     optimizer = optim.build_optimizer(spec, model, device=device.type)
-    scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
-    schedule = optim.Schedule(spec, optimizer, n_train=len(splits.train))
     inputs = loop.Inputs(built, device, splits.kind)
     train_inputs = inputs
     if splits.kind == "image" and cfg.data.augment.enabled:
         # on the uint8 training batches, on the device: the loader only slices them
         transform = augment.BatchAugment(cfg.data.augment, cfg.model.image_size)
         train_inputs = loop.Inputs(built, device, splits.kind, transform=transform)
-    for split in (
+    # augmented training batches stay uint8 until the device: only val and test are
+    # stored normalised
+    held = (
         (splits.val, splits.test)
         if train_inputs.transform
         else (splits.train, splits.val, splits.test)
-    ):
+    )
+    for split in held:
         inputs.normalize_once(split)
+    return Parts(
+        cfg=cfg,
+        job_dir=job_dir,
+        device=device,
+        autocast=autocast,
+        progress=progress,
+        stop=stop,
+        splits=splits,
+        built=built,
+        model=model,
+        forward=torch.compile(model) if spec.compile else model,
+        hard_loss=hard_loss,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        schedule=optim.Schedule(spec, optimizer, n_train=len(splits.train)),
+        scaler=torch.amp.GradScaler(device.type) if autocast == torch.float16 else None,
+        inputs=inputs,
+        train_inputs=train_inputs,
+    )
 
-    # ---- resume
-    es = cfg.train.early_stopping
-    sign = 1.0 if es.mode == "min" else -1.0
-    best = {"value": None, "epoch": None, "bad": 0}
+
+def _resume(p: Parts, state: dict | None, result: Result) -> tuple[dict, list[EpochMetrics]]:
+    """(early-stopping state, metrics of the epochs done): from the checkpoint when
+    there is one, which also restores the model, optimizer, schedule and RNGs."""
+    best: dict = {"value": None, "epoch": None, "bad": 0}
     history: list[EpochMetrics] = []
     if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        if scaler and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        p.model.load_state_dict(state["model"])
+        p.optimizer.load_state_dict(state["optimizer"])
+        p.schedule.load_state_dict(state["scheduler"])
+        if p.scaler and state.get("scaler"):
+            p.scaler.load_state_dict(state["scaler"])
         checkpoint.set_rng_state(state["rng"])
         best = dict(state["best"])
         history = [EpochMetrics.model_validate(m) for m in state["history"]]
         result.resumed_from_epoch = state["epoch"]
-        progress.say(f"resuming after epoch {state['epoch']}")
-    _rewrite_metrics(job_dir, history)
-    result.timing["setup"] = time.time() - t0
+        p.progress.say(f"resuming after epoch {state['epoch']}")
+    # metrics.jsonl holds exactly the checkpointed epochs (drops a killed epoch's line)
+    write_atomic(p.job_dir / METRICS, "".join(m.model_dump_json() + "\n" for m in history))
+    return best, history
 
+
+def splits_of(splits: data.Splits) -> list[data.Split]:
+    return [splits.train, splits.val, splits.test]
+
+
+# ------------------------------------------------------------------- the epochs
+
+
+def _epochs(p: Parts, *, start: int, best: dict, history: list[EpochMetrics]) -> bool:
+    """Train from epoch `start` to the last, keeping the best weights and a checkpoint
+    after each; True when early stopping ended it before the last epoch."""
+    spec, es = p.cfg.train, p.cfg.train.early_stopping
     # steps as the step events count them: batches (micro-batches under accumulation)
-    steps = -(-len(splits.train) // optim.batch_size(spec, start_epoch))
-    progress.emit("start", epochs=spec.epochs, steps_per_epoch=steps, start_epoch=start_epoch)
-    stopped_early = False
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, spec.epochs + 1):
-        poison = fault(epoch, stop, job_dir.name)
-        if spec.weight_decay_schedule:
-            optim.set_weight_decay(
-                optimizer, optim.at_epoch(spec.weight_decay_schedule, epoch, 0.0)
-            )
-        batch = optim.batch_size(spec, epoch)
-        train_data = loop.loader(
-            splits.train,
-            kind=splits.kind,
-            batch_size=batch,
-            shuffle_seed=spec.seed * 100_003 + epoch,
-            workers=cfg.data.num_workers,
-        )
-
-        def on_log(step, n_steps, loss, rate, epoch=epoch):
-            progress.emit(
-                "step", epoch=epoch, step=step, steps=n_steps, loss=loss, samples_per_second=rate
-            )
-
-        stats = loop.train_epoch(
-            model=forward,
-            built=built,
-            data=train_data,
-            inputs=train_inputs,
-            loss_fn=loss_fn,
-            optimizer=optimizer,
-            schedule=schedule,
-            accumulation=spec.grad_accumulation,
-            grad_clip=spec.grad_clip,
-            autocast=autocast,
-            log_every=spec.log_every,
-            on_log=on_log,
-            check_stop=stop.check,
-            poison=poison,
-            scaler=scaler,
-        )
-        val_started = time.perf_counter()
-        val_loss = val_acc = val_f1 = None
-        if len(splits.val):
-            val_data = loop.loader(splits.val, kind=splits.kind, batch_size=batch)
-            val_loss, probs, y_val = loop.evaluate(
-                model=forward,
-                built=built,
-                data=val_data,
-                inputs=inputs,
-                loss_fn=lambda o, y, x: hard_loss(o, y),
-                autocast=autocast,
-                check_stop=stop.check,
-            )
-            pred = probs.argmax(axis=1)
-            val_acc = float((pred == y_val).mean())
-            val_f1 = metrics.f1_macro(y_val, pred)
-        schedule.after_epoch(val_loss)
-        row = EpochMetrics(
-            epoch=epoch,
-            train_loss=stats.loss,
-            train_accuracy=stats.accuracy,
-            val_loss=val_loss,
-            val_accuracy=val_acc,
-            val_f1=val_f1,
-            lr=optimizer.param_groups[0]["lr"],
-            seconds=stats.seconds + time.perf_counter() - val_started,
-            samples_per_second=stats.samples / max(stats.seconds, 1e-9),
-        )
+    steps = -(-len(p.splits.train) // optim.batch_size(spec, start))
+    p.progress.emit("start", epochs=spec.epochs, steps_per_epoch=steps, start_epoch=start)
+    for epoch in range(start, spec.epochs + 1):
+        row = _epoch(p, epoch)
         history.append(row)
-        monitored = {"val_loss": val_loss, "val_accuracy": val_acc, "val_f1": val_f1}[es.metric]
+        monitored = {
+            "val_loss": row.val_loss,
+            "val_accuracy": row.val_accuracy,
+            "val_f1": row.val_f1,
+        }[es.metric]
         if monitored is None:  # no validation split: the last epoch is the best
-            monitored = -float(epoch) * sign
-        improved = best["value"] is None or sign * (best["value"] - monitored) > es.min_delta
-        if improved:
+            monitored = -float(epoch) * (1.0 if es.mode == "min" else -1.0)
+        if _improved(best["value"], monitored, mode=es.mode, min_delta=es.min_delta):
             best.update(value=monitored, epoch=epoch, bad=0)
-            checkpoint.save_best(ckpt_dir, model, epoch=epoch)
+            checkpoint.save_best(p.checkpoints, p.model, epoch=epoch)
         else:
             best["bad"] += 1
         checkpoint.save(
-            ckpt_dir,
+            p.checkpoints,
             {
                 "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": schedule.state_dict(),
-                "scaler": scaler.state_dict() if scaler else {},
+                "model": p.model.state_dict(),
+                "optimizer": p.optimizer.state_dict(),
+                "scheduler": p.schedule.state_dict(),
+                "scaler": p.scaler.state_dict() if p.scaler else {},
                 "rng": checkpoint.rng_state(),
                 "best": best,
                 "history": [m.model_dump() for m in history],
             },
         )
-        checkpoint.prune_best(ckpt_dir, keep=best["epoch"])
-        _append_metrics(job_dir, row)
-        progress.emit("epoch", **row.model_dump())
-        progress.say(
-            f"epoch {epoch}/{spec.epochs}: train loss {stats.loss:.4f} acc {stats.accuracy:.3f}"
-            + (f" | val loss {val_loss:.4f} acc {val_acc:.3f}" if val_loss is not None else "")
+        checkpoint.prune_best(p.checkpoints, keep=best["epoch"])
+        _append_metrics(p.job_dir, row)
+        p.progress.emit("epoch", **row.model_dump())
+        p.progress.say(
+            f"epoch {epoch}/{spec.epochs}: train loss {row.train_loss:.4f} "
+            f"acc {row.train_accuracy:.3f}"
+            + (
+                f" | val loss {row.val_loss:.4f} acc {row.val_accuracy:.3f}"
+                if row.val_loss is not None
+                else ""
+            )
         )
         if es.enabled and best["bad"] >= es.patience:
-            stopped_early = epoch < spec.epochs
-            progress.say(f"early stopping: no improvement for {es.patience} epochs")
-            break
-    result.timing["train"] = sum(m.seconds for m in history)
-    result.timing["per_epoch"] = result.timing["train"] / max(len(history), 1)
+            p.progress.say(f"early stopping: no improvement for {es.patience} epochs")
+            return epoch < spec.epochs
+    return False
 
-    # ---- test with the best weights
-    t_eval = time.time()
-    last_state = None
-    if cfg.output.save_weights == "last":
-        last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    checkpoint.load_best(ckpt_dir, model, epoch=best["epoch"])
-    test_data = loop.loader(splits.test, kind=splits.kind, batch_size=spec.batch_size)
-    test_loss, probs, y_test = loop.evaluate(
-        model=forward,
-        built=built,
-        data=test_data,
-        inputs=inputs,
-        loss_fn=lambda o, y, x: hard_loss(o, y),
-        autocast=autocast,
-        check_stop=stop.check,
+
+def _improved(best: float | None, value: float, *, mode: str, min_delta: float) -> bool:
+    sign = 1.0 if mode == "min" else -1.0
+    return best is None or sign * (best - value) > min_delta
+
+
+def _epoch(p: Parts, epoch: int) -> EpochMetrics:
+    """One pass over the training data, then one over the validation data."""
+    spec = p.cfg.train
+    poison = fault(epoch, p.stop, p.job_dir.name)
+    if spec.weight_decay_schedule:
+        optim.set_weight_decay(p.optimizer, optim.at_epoch(spec.weight_decay_schedule, epoch, 0.0))
+    batch = optim.batch_size(spec, epoch)
+    train_data = loop.loader(
+        p.splits.train,
+        kind=p.splits.kind,
+        batch_size=batch,
+        shuffle_seed=spec.seed * 100_003 + epoch,
+        workers=p.cfg.data.num_workers,
     )
-    if len(y_test) == 0:
-        raise data.DataError("the test split is empty (data.test_fraction is 0 and no test/)")
-    result.test = metrics.test_metrics(
-        y_true=y_test, probs=probs, loss=test_loss, class_names=classes, k=spec.topk
-    )
-    result.timing["eval"] = time.time() - t_eval
-    if cfg.output.save_predictions:
-        np.savez_compressed(job_dir / "predictions.npz", y_true=y_test, probs=probs)
-    if cfg.output.save_weights != "none":
-        if last_state is not None:
-            model.load_state_dict(last_state)
-        checkpoint.export(
-            job_dir / "weights", model, lora=cfg.lora.enabled, pretrained=cfg.model.pretrained
+
+    def on_log(step, n_steps, loss, rate):
+        p.progress.emit(
+            "step", epoch=epoch, step=step, steps=n_steps, loss=loss, samples_per_second=rate
         )
-    result.best_epoch = best["epoch"]
-    result.epochs_run = len(history)
-    result.stopped_early = stopped_early
-    progress.say(
-        f"test accuracy {result.test.accuracy:.4f}, macro F1 {result.test.f1_macro:.4f} "
-        f"(best epoch {best['epoch']})"
+
+    stats = loop.train_epoch(
+        model=p.forward,
+        built=p.built,
+        data=train_data,
+        inputs=p.train_inputs,
+        loss_fn=p.loss_fn,
+        optimizer=p.optimizer,
+        schedule=p.schedule,
+        accumulation=spec.grad_accumulation,
+        grad_clip=spec.grad_clip,
+        autocast=p.autocast,
+        log_every=spec.log_every,
+        on_log=on_log,
+        check_stop=p.stop.check,
+        poison=poison,
+        scaler=p.scaler,
     )
+    val_started = time.perf_counter()
+    val_loss = val_acc = val_f1 = None
+    if len(p.splits.val):
+        val_loss, probs, y_val = _evaluate(p, p.splits.val, batch_size=batch)
+        pred = probs.argmax(axis=1)
+        val_acc = float((pred == y_val).mean())
+        val_f1 = metrics.f1_macro(y_val, pred)
+    p.schedule.after_epoch(val_loss)
+    return EpochMetrics(
+        epoch=epoch,
+        train_loss=stats.loss,
+        train_accuracy=stats.accuracy,
+        val_loss=val_loss,
+        val_accuracy=val_acc,
+        val_f1=val_f1,
+        lr=p.optimizer.param_groups[0]["lr"],
+        seconds=stats.seconds + time.perf_counter() - val_started,
+        samples_per_second=stats.samples / max(stats.seconds, 1e-9),
+    )
+
+
+def _evaluate(p: Parts, split: data.Split, *, batch_size: int):
+    """(mean hard loss, class probabilities, labels) of a split, in evaluation mode."""
+    return loop.evaluate(
+        model=p.forward,
+        built=p.built,
+        data=loop.loader(split, kind=p.splits.kind, batch_size=batch_size),
+        inputs=p.inputs,
+        loss_fn=lambda o, y, x: p.hard_loss(o, y),
+        autocast=p.autocast,
+        check_stop=p.stop.check,
+    )
+
+
+# ------------------------------------------------------------------- the test
+
+
+def _test(p: Parts, *, best_epoch: int | None):
+    """Test metrics with the best weights; weights/ and predictions.npz as configured."""
+    output = p.cfg.output
+    if output.save_weights == "last":  # before the best weights replace them
+        checkpoint.export(
+            p.job_dir / WEIGHTS, p.model, lora=p.cfg.lora.enabled, pretrained=p.cfg.model.pretrained
+        )
+    checkpoint.load_best(p.checkpoints, p.model, epoch=best_epoch)
+    test_loss, probs, y_test = _evaluate(p, p.splits.test, batch_size=p.cfg.train.batch_size)
+    test = metrics.test_metrics(
+        y_true=y_test,
+        probs=probs,
+        loss=test_loss,
+        class_names=p.splits.class_names,
+        k=p.cfg.train.topk,
+    )
+    if output.save_predictions:
+        write_atomic(
+            p.job_dir / PREDICTIONS, lambda tmp: _save_npz(tmp, y_true=y_test, probs=probs)
+        )
+    if output.save_weights == "best":
+        checkpoint.export(
+            p.job_dir / WEIGHTS, p.model, lora=p.cfg.lora.enabled, pretrained=p.cfg.model.pretrained
+        )
+    return test
+
+
+def _save_npz(path: str, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file, not a name: numpy would append ".npz" to it
+        np.savez_compressed(f, **arrays)
 
 
 # ------------------------------------------------------------------- helpers
 
 
-def _device(wanted: str) -> torch.device:
-    if wanted != "auto":
-        return torch.device(wanted)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def _autocast(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on GPUs that support it (auto), fp32 elsewhere."""
-    if precision == "fp32" or device.type == "cpu":
-        return None
-    if precision == "fp16":
-        return torch.float16
-    # auto: only where bf16 is native (Ampere on); emulated bf16 (a T4) is slower than fp32
-    native = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
-    if precision == "bf16" or native:
-        return torch.bfloat16
-    return None
-
-
-def _tune_kernels(device: torch.device) -> None:
-    """cuDNN times its convolution algorithms on the first batch of each shape and keeps
-    the fastest: every batch of a job has the image size of the matrix (one other shape
-    for a short last batch), so the search pays for itself within the first epoch."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-
 def _seed(seed: int) -> None:
-    import random
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -478,20 +561,6 @@ def _append_metrics(job_dir: Path, row: EpochMetrics) -> None:
         f.write(row.model_dump_json() + "\n")
         f.flush()
         os.fsync(f.fileno())
-
-
-def _rewrite_metrics(job_dir: Path, history: list[EpochMetrics]) -> None:
-    """metrics.jsonl holds exactly the checkpointed epochs (drops a killed epoch's line)."""
-    from ftmatrix.result import write_atomic
-
-    write_atomic(job_dir / METRICS, "".join(m.model_dump_json() + "\n" for m in history))
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def _now() -> str:

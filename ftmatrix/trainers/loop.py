@@ -1,8 +1,9 @@
 """The training and evaluation passes.
 
 No host synchronisation per step: losses and correct counts accumulate on the device
-and are read every `log_every` steps. Batches are shuffled by a generator seeded from
-(seed, epoch), so an epoch draws the same order whether or not the job was resumed.
+and are read every `log_every` steps; evaluation copies its predictions to the host
+once, at the end. Batches are shuffled by a generator seeded from (seed, epoch), so an
+epoch draws the same order whether or not the job was resumed.
 """
 
 from __future__ import annotations
@@ -205,7 +206,10 @@ def evaluate(
     autocast: torch.dtype | None,
     check_stop: Callable[[], None] = lambda: None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """(mean loss, class probabilities, labels) over a split."""
+    """(mean loss, class probabilities, labels) over a split.
+
+    Probabilities and labels stay on the device until the pass ends and are copied to
+    the host once: a copy per batch would wait for every batch's forward pass."""
     model.eval()
     device = inputs.device
     total = torch.zeros((), device=device)
@@ -219,9 +223,9 @@ def evaluate(
             out = logits(built, model, x)
             loss = loss_fn(out, y, None)
         total += loss.float() * len(y)
-        probs.append(out.float().softmax(dim=-1).cpu())
-        labels.append(y.cpu())
+        probs.append(out.float().softmax(dim=-1))
+        labels.append(y)
     n = sum(len(y) for y in labels)
     if n == 0:
         return float("nan"), np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
-    return total.item() / n, torch.cat(probs).numpy(), torch.cat(labels).numpy()
+    return total.item() / n, torch.cat(probs).cpu().numpy(), torch.cat(labels).cpu().numpy()

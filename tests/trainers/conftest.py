@@ -1,76 +1,15 @@
-"""Tiny jobs for the trainer tests: digits with a ViT or ResNet small enough for a CPU,
-texts with a two-layer BERT built from its config. Nothing touches the network."""
+"""Fixtures of the trainer tests; the tiny models and jobs they use are in tests/tiny.py."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
+from tests.tiny import TINY_VIT, make_job
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-TINY_VIT = {
-    "name": "google/vit-base-patch16-224",
-    "pretrained": False,
-    "image_size": 32,
-    "config": {
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "intermediate_size": 128,
-        "patch_size": 8,
-    },
-}
-TINY_BERT = {
-    "name": "google-bert/bert-base-uncased",
-    "pretrained": False,
-    "max_length": 16,
-    "config": {
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-    },
-}
-
-
-def image_job(**train) -> dict:
-    return {
-        "task": "image-classification",
-        "data": {"builtin": "digits", "limit": 400},
-        "model": TINY_VIT,
-        "train": {"epochs": 1, "batch_size": 64, "lr": 0.01, **train},
-    }
-
-
-def write_texts(folder: Path) -> Path:
-    """A small two-class CSV: sentences about sport vs about cooking."""
-    sport = ["the team won the match", "a great goal in the final", "the striker scored twice"]
-    food = ["bake the bread slowly", "add salt to the soup", "the cake needs sugar"]
-    rows = ["text,label"]
-    for i in range(40):
-        rows.append(f"{sport[i % 3]} {i},sport")
-        rows.append(f"{food[i % 3]} {i},food")
-    path = folder / "texts.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
-def text_job(path: Path, **train) -> dict:
-    return {
-        "task": "text-classification",
-        "data": {"path": str(path)},
-        "model": TINY_BERT,
-        "train": {"epochs": 1, "batch_size": 16, "lr": 0.003, **train},
-    }
-
-
-def make_job(folder: Path, config: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
 
 
 @pytest.fixture(scope="session")

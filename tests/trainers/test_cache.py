@@ -3,6 +3,7 @@ always those of a fresh decode."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -11,12 +12,12 @@ import threading
 import numpy as np
 import pytest
 import torch
+import xxhash
 from PIL import Image
 
 from ftmatrix.config import JobConfig
 from ftmatrix.trainers import cache, data, tokens
-
-from .conftest import write_texts
+from tests.tiny import write_texts
 
 
 def image_cfg(path, **data_spec) -> JobConfig:
@@ -160,6 +161,38 @@ def test_a_damaged_entry_is_never_used_but_rebuilt(images, tmp_path, decodes, da
     decodes.clear()
     same(data.load(image_cfg(images), cache_dir=root), fresh)
     assert decodes == []
+
+
+def test_an_entry_is_checked_by_xxh3_and_an_entry_of_the_sha256_format_is_rebuilt(
+    images, tmp_path, decodes
+):
+    root = tmp_path / "cache"
+    fresh = data.load(image_cfg(images))
+    data.load(image_cfg(images), cache_dir=root)
+    [entry] = entries(root)
+    manifest = json.loads((root / entry / cache.MANIFEST).read_text())
+    meta = manifest["arrays"]["images"]
+    pixels = (root / entry / "images.npy").read_bytes()[-meta["bytes"] :]
+    assert manifest["format"] == cache.FORMAT == 2
+    assert meta["xxh3_128"] == xxhash.xxh3_128_hexdigest(pixels)
+    assert meta["bytes"] == 12 * 3 * 16 * 16
+    decodes.clear()
+    same(data.load(image_cfg(images), cache_dir=root), fresh)
+    assert decodes == []  # verified, used
+    # the same entry as format 1 wrote it (sha256): never trusted, rebuilt
+    old = {k: v for k, v in meta.items() if k != "xxh3_128"}
+    old["sha256"] = hashlib.sha256(pixels).hexdigest()
+    manifest.update(format=1, arrays={"images": old})
+    (root / entry / cache.MANIFEST).write_text(json.dumps(manifest))
+    assert cache.lookup(root, entry) is None
+    same(data.load(image_cfg(images), cache_dir=root), fresh)
+    assert len(decodes) == 12
+    rebuilt = json.loads((root / entry / cache.MANIFEST).read_text())
+    assert rebuilt["format"] == 2 and rebuilt["arrays"]["images"]["xxh3_128"] == meta["xxh3_128"]
+    # a checksum that disagrees with the bytes: not used
+    rebuilt["arrays"]["images"]["xxh3_128"] = "0" * 32
+    (root / entry / cache.MANIFEST).write_text(json.dumps(rebuilt))
+    assert cache.lookup(root, entry) is None
 
 
 def test_a_limit_decodes_only_what_it_keeps_or_uses_the_whole_entry(images, tmp_path, decodes):

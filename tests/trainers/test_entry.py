@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from ftmatrix.result import read_result
-
-from .conftest import image_job, make_job
+from tests.tiny import image_job, make_job
 
 
 @pytest.mark.slow

@@ -13,8 +13,7 @@ from ftmatrix.result import read_metrics, read_result
 from ftmatrix.trainers import job as job_mod
 from ftmatrix.trainers import loop
 from ftmatrix.trainers.job import main
-
-from .conftest import image_job, make_job, text_job, write_texts
+from tests.tiny import image_job, make_job, text_job, write_texts
 
 
 def test_lora_vit_writes_every_output_and_learns(lora_vit_job):

@@ -9,8 +9,7 @@ import torchvision
 from ftmatrix.config import JobConfig
 from ftmatrix.trainers import lora, models
 from ftmatrix.trainers.models import IMAGENET_MEAN, IMAGENET_STD, ConfigError
-
-from .conftest import TINY_BERT, TINY_VIT, image_job
+from tests.tiny import TINY_BERT, TINY_VIT, image_job
 
 
 def build(model: dict, task: str = "image-classification", **extra) -> models.Built:

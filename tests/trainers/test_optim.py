@@ -104,8 +104,7 @@ def test_gradient_accumulation_divides_the_steps():
 def test_every_optimizer_and_schedule_trains_an_epoch(tmp_path, optimizer, scheduler):
     from ftmatrix.result import read_metrics, read_result
     from ftmatrix.trainers.job import main
-
-    from .conftest import image_job, make_job
+    from tests.tiny import image_job, make_job
 
     spec = {"name": scheduler, "step_size": 1, "gamma": 0.5, "warmup_fraction": 0.5}
     config = image_job(optimizer=optimizer, scheduler=spec, epochs=1, batch_size=64)

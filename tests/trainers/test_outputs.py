@@ -18,8 +18,7 @@ from ftmatrix.result import read_metrics, read_result
 from ftmatrix.trainers import data, loop, models
 from ftmatrix.trainers.job import main
 from ftmatrix.trainers.models import IMAGENET_MEAN, IMAGENET_STD
-
-from .conftest import TINY_VIT, image_job, make_job, text_job, write_texts
+from tests.tiny import TINY_VIT, image_job, make_job, text_job, write_texts
 
 
 def test_saved_lora_weights_load_again_through_peft_and_predict_the_same(lora_vit_job):

@@ -30,9 +30,8 @@ import torch
 
 from ftmatrix.config import JobConfig
 from ftmatrix.result import read_metrics, read_result
-from ftmatrix.trainers import job, loop, models, optim
-
-from .conftest import image_job, make_job
+from ftmatrix.trainers import compute, job, loop, models, optim
+from tests.tiny import image_job, make_job
 
 
 def fp32_cpu_job(*, log_every: int) -> dict:
@@ -87,7 +86,7 @@ def test_no_per_step_sync_and_inference_mode_give_bit_identical_metrics(tmp_path
     evaluate_without_inference_mode(monkeypatch)
     slow = trained(tmp_path, "slow", fp32_cpu_job(log_every=1))  # .item() every step
     assert fast[1].device == "cpu"
-    assert job._autocast("fp32", torch.device("cpu")) is None  # both ran in fp32
+    assert compute.autocast("fp32", torch.device("cpu")) is None  # both ran in fp32
     assert len(fast[0]) == 3 and fast[1].test.n > 0
     assert numbers(*fast) == numbers(*slow)
 
