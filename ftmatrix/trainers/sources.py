@@ -9,6 +9,7 @@ Standard library and numpy only.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -103,33 +104,41 @@ def read_texts(path: Path, data: DataConfig) -> tuple[list[str], list[Any], list
 def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) of every row of the file."""
     suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
+        raise DataError(f"text data must be .csv, .tsv or .jsonl, got {path.name}")
     try:
-        if suffix in (".jsonl", ".json"):
-            return list(_jsonl_rows(path))
-        if suffix in (".csv", ".tsv"):
-            with path.open(newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-                return [(reader.line_num, row) for row in reader]
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror or err}") from err
+    try:
+        text = raw.decode("utf-8-sig")  # (a spreadsheet's byte-order mark is no column)
     except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start})") from err
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text ({err.reason})") from err
+    if suffix in (".jsonl", ".json"):
+        return list(_jsonl_rows(path, text))
+    reader = csv.DictReader(
+        io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ","
+    )
+    try:
+        return [(reader.line_num, row) for row in reader]
     except csv.Error as err:
-        raise DataError(f"cannot parse {path}: {err}") from err
-    raise DataError(f"text data must be .csv, .tsv or .jsonl, got {path.name}")
+        raise DataError(f"{path}:{reader.line_num}: not a CSV row ({err})") from err
 
 
-def _jsonl_rows(path: Path):
-    with path.open(encoding="utf-8") as f:
-        for line, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except ValueError as err:
-                raise DataError(f"{path}:{line}: not a JSON line ({err})") from err
-            if not isinstance(row, dict):
-                kind = type(row).__name__
-                raise DataError(f"{path}:{line}: a row must be a JSON object, not a {kind}")
-            yield line, row
+def _jsonl_rows(path: Path, text: str):
+    # split on newlines only: JSON strings may hold U+2028 and other line breaks
+    for line, part in enumerate(text.split("\n"), 1):
+        if not part.strip():
+            continue
+        try:
+            row = json.loads(part)
+        except ValueError as err:
+            raise DataError(f"{path}:{line}: not a JSON line ({err})") from err
+        if not isinstance(row, dict):
+            kind = type(row).__name__
+            raise DataError(f"{path}:{line}: a row must be a JSON object, not a {kind}")
+        yield line, row
 
 
 def class_names(labels: list[Any], lines: list[int] | None = None, *, where: str) -> list[str]:
