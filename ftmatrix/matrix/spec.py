@@ -100,7 +100,7 @@ def validate_spec(
                 problems.append(spec_problem(e, loc, positions))
                 _drop(data, loc)
         else:
-            return spec, problems + ignored_settings(spec, positions)
+            return spec, problems + ignored_settings(spec, positions) + _direction(spec, positions)
     return None, problems
 
 
@@ -138,6 +138,22 @@ def ignored_settings(spec: MatrixSpec, positions: Positions) -> list[Problem]:
                 )
                 problems.append(positions.problem(where, path, message))
     return problems
+
+
+def _direction(spec: MatrixSpec, positions: Positions) -> list[Problem]:
+    """A search that maximises a loss, or minimises a score."""
+    search = spec.search
+    if search is None:
+        return []
+    better = "minimize" if search.metric.endswith("loss") else "maximize"
+    if search.direction == better:
+        return []
+    kind = "a loss: smaller" if better == "minimize" else "a score: larger"
+    message = (
+        f"direction {search.direction} contradicts metric {search.metric}, which is {kind} "
+        f"is better; write direction: {better}"
+    )
+    return [positions.problem(("search", "direction"), "search.direction", message)]
 
 
 def _true(value: Any) -> bool:

@@ -390,3 +390,26 @@ def test_validate_imports_no_torch(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["2", "False", "False"]
+
+
+@pytest.mark.parametrize(
+    ("search", "fix"),
+    [
+        ("  metric: test.loss\n  direction: maximize\n", "direction: minimize"),
+        ("  metric: val_loss\n", "direction: minimize"),  # maximize is the default
+        ("  metric: val_accuracy\n  direction: minimize\n", "direction: maximize"),
+    ],
+)
+def test_a_search_whose_direction_contradicts_its_metric_is_refused(tmp_path, search, fix):
+    space = "  space:\n    train.lr: {loguniform: [0.0001, 0.1]}\n"
+    result, path = validate(tmp_path, HEAD + "search:\n" + search + space)
+    assert result.exit_code == 2
+    assert f"{path}:" in result.output and "search.direction: direction" in result.output
+    assert fix in result.output
+
+
+def test_a_search_that_minimises_a_loss_is_valid(tmp_path):
+    search = "search:\n  metric: test.loss\n  direction: minimize\n"
+    space = "  space:\n    train.lr: {loguniform: [0.0001, 0.1]}\n"
+    result, _ = validate(tmp_path, HEAD + search + space)
+    assert result.exit_code == 0, result.output
