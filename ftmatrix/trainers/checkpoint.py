@@ -89,7 +89,11 @@ def set_rng_state(state: dict) -> None:
 
 
 def save(folder: Path, state: dict) -> None:
+    """Write state.pt, last of an epoch's files; temp files that a killed write left
+    are removed first (the job's lock makes this process the folder's only writer)."""
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
     write_atomic(folder / STATE, lambda tmp: torch.save(state, tmp))
 
 
