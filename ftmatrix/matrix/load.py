@@ -221,7 +221,8 @@ def _merge_sources(key: Node, node: Node) -> list[MappingNode]:
     )
 
 
-def _tag_message(tag: str) -> str:
+def _tag_message(tag: str | None) -> str:
+    tag = tag or "?"
     shown = "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
     return (
         f"YAML tag '{shown}' is not supported: values are text, numbers, true/false, "

@@ -9,6 +9,7 @@ only: never torch.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -104,7 +105,7 @@ def validate_spec(
     return None, problems
 
 
-def spec_problem(e: dict[str, Any], loc: tuple, positions: Positions) -> Problem:
+def spec_problem(e: Mapping[str, Any], loc: tuple, positions: Positions) -> Problem:
     key = ".".join(str(p) for p in loc)
     message = e["msg"]
     if e["type"] == "extra_forbidden":
