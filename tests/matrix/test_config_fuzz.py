@@ -1,0 +1,71 @@
+"""Fuzz: every shipped matrix with one value swapped for an absurd one (nan, infinities,
+huge, negative, true/false, text, empty) or one key dropped still ends `validate` with
+exit 0 or 2, never a traceback, in under a second."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from ftmatrix.cli import app
+from ftmatrix.matrix.load import parse_yaml
+
+MATRICES = sorted((Path(__file__).parents[2] / "matrices").glob("*.yaml"))
+ABSURD = [math.nan, math.inf, -math.inf, 10**12, -1, 0, True, False, "x", None, [], {}, 1e-300]
+
+
+def leaves(data: Any, path: tuple = ()) -> list[tuple]:
+    """Paths of every value in the document (containers included)."""
+    found = [path] if path else []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found += leaves(value, (*path, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found += leaves(value, (*path, i))
+    return found
+
+
+def mutate(data: Any, path: tuple, value: Any, drop: bool) -> None:
+    parent = data
+    for key in path[:-1]:
+        parent = parent[key]
+    if drop and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    index=st.integers(min_value=0, max_value=len(MATRICES) - 1),
+    pick=st.floats(min_value=0, max_value=1, exclude_max=True),
+    value=st.sampled_from(ABSURD),
+    drop=st.booleans(),
+)
+def test_an_absurd_value_anywhere_is_refused_cleanly(tmp_path, index, pick, value, drop):
+    source = MATRICES[index]
+    data, _ = parse_yaml(source.read_text(), str(source))
+    paths = leaves(data)
+    mutate(data, paths[int(pick * len(paths))], value, drop)
+    path = tmp_path / source.name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    start = time.perf_counter()
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert time.perf_counter() - start < 1.0
+    assert result.exit_code in (0, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    if result.exit_code == 2:
+        assert f"{path}:" in result.output
