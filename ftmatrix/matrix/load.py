@@ -85,9 +85,13 @@ class Positions:
 class _YamlProblem(Exception):
     """A problem at one node, raised while building and turned into a Problem."""
 
-    def __init__(self, node: Node, message: str):
+    def __init__(
+        self, node: Node, message: str, *, path: YamlPath | None = None, limit: bool = False
+    ):
         self.line, self.col = _mark(node)
         self.message = message
+        self.path = path  # where in the document; set by the innermost build
+        self.limit = limit  # MAX_NODES or MAX_DEPTH
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, Positions]:
@@ -112,7 +116,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Positions]:
     try:
         return _Builder(yaml, positions).build(node, (), 0), positions
     except _YamlProblem as err:
-        raise MatrixError([Problem(file, err.line, err.col, "", err.message)]) from None
+        key = ".".join(map(str, err.path or ()))
+        raise MatrixError([Problem(file, err.line, err.col, key, err.message)]) from None
 
 
 def read_yaml(path: str | Path) -> tuple[Any, Positions]:
@@ -149,13 +154,22 @@ class _Builder:
         self.count = 0
 
     def build(self, node: Node, path: YamlPath, depth: int) -> Any:
+        try:
+            return self.value(node, path, depth)
+        except _YamlProblem as err:
+            if err.path is None:
+                # a limit is the whole entry's doing, not the one value that crossed it
+                err.path = path[:1] if err.limit else path
+            raise
+
+    def value(self, node: Node, path: YamlPath, depth: int) -> Any:
         self.guard(node, depth, 1)
         self.positions.marks.setdefault(path, _mark(node))
         if isinstance(node, MappingNode):
             if node.tag != _TAG + "map":
                 raise _YamlProblem(node, _tag_message(node.tag))
             out: dict[Any, Any] = {}
-            for key, (key_node, value_node) in self.pairs(node, depth).items():
+            for key, (key_node, value_node) in self.pairs(node, path, depth).items():
                 self.positions.marks[(*path, key)] = _mark(key_node)
                 out[key] = self.build(value_node, (*path, key), depth + 1)
             return out
@@ -168,11 +182,12 @@ class _Builder:
     def guard(self, node: Node, depth: int, count: int) -> None:
         self.count += count
         if self.count > MAX_NODES:
-            raise _YamlProblem(node, "the file expands to too many values (aliases?)")
+            message = "the file expands to too many values (aliases?)"
+            raise _YamlProblem(node, message, limit=True)
         if depth > MAX_DEPTH:
-            raise _YamlProblem(node, "nesting too deep (a recursive alias?)")
+            raise _YamlProblem(node, "nesting too deep (a recursive alias?)", limit=True)
 
-    def pairs(self, node: MappingNode, depth: int) -> dict[Any, tuple[Node, Node]]:
+    def pairs(self, node: MappingNode, path: YamlPath, depth: int) -> dict[Any, tuple[Node, Node]]:
         """Key -> (key node, value node), with `<<: *anchor` merges resolved as YAML
         defines them: a key written in the mapping overrides a merged one, and of two
         merged mappings the first wins. A key written twice is an error."""
@@ -182,7 +197,7 @@ class _Builder:
         for key_node, value_node in node.value:
             if key_node.tag == MERGE_TAG:
                 for source in _merge_sources(key_node, value_node):
-                    for key, pair in self.pairs(source, depth + 1).items():
+                    for key, pair in self.pairs(source, path, depth + 1).items():
                         merged.setdefault(key, pair)
                 continue
             if not isinstance(key_node, ScalarNode):
@@ -190,9 +205,8 @@ class _Builder:
             key = self.scalar(key_node)
             if key in written:
                 first = _mark(written[key][0])[0]
-                raise _YamlProblem(
-                    key_node, f"duplicate key '{key}' (first written on line {first})"
-                )
+                message = f"duplicate key '{key}' (first written on line {first})"
+                raise _YamlProblem(key_node, message, path=(*path, key))
             written[key] = (key_node, value_node)
         return {**merged, **written}
 

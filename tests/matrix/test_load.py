@@ -71,18 +71,18 @@ def test_positions_of_keys_and_list_items():
 
 
 @pytest.mark.parametrize(
-    ("text", "line", "first"),
+    ("text", "line", "first", "key"),
     [
-        ("a: 1\nb: 2\na: 3\n", 3, 1),
-        ("a:\n  x: 1\n  y: 2\n  x: 3\n", 4, 2),
-        ("a: {x: 1, y: 2, x: 3}\n", 1, 1),
-        ("- {x: 1}\n- {y: 1,\n   y: 2}\n", 3, 2),
-        ("common: &c {lr: 1}\nv: {<<: *c, epochs: 2, epochs: 3}\n", 2, 2),
+        ("a: 1\nb: 2\na: 3\n", 3, 1, "a"),
+        ("a:\n  x: 1\n  y: 2\n  x: 3\n", 4, 2, "a.x"),
+        ("a: {x: 1, y: 2, x: 3}\n", 1, 1, "a.x"),
+        ("- {x: 1}\n- {y: 1,\n   y: 2}\n", 3, 2, "1.y"),
+        ("common: &c {lr: 1}\nv: {<<: *c, epochs: 2, epochs: 3}\n", 2, 2, "v.epochs"),
     ],
 )
-def test_a_key_written_twice_is_refused_with_both_lines(text, line, first):
+def test_a_key_written_twice_is_refused_with_both_lines(text, line, first, key):
     p = problem(text)
-    assert p.line == line and "duplicate key" in p.message
+    assert p.line == line and "duplicate key" in p.message and p.key == key
     assert f"first written on line {first}" in p.message
 
 
