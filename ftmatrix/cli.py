@@ -203,41 +203,12 @@ def run(
 
     Exit code: 0 all done, 1 some failed, 2 invalid input, 130 interrupted (Ctrl-C).
     """
+    options = dict(locals())  # every option, by its name: the names of dispatch.Request
     from ftmatrix.matrix import spec
     from ftmatrix.runner import dispatch
 
-    request = dispatch.Request(
-        matrix=matrix,
-        runs_dir=runs_dir,
-        only=only,
-        retry_failed=retry_failed,
-        force=force,
-        gpu=gpu,
-        timeout=timeout,
-        gpus=gpus,
-        jobs_per_gpu=jobs_per_gpu,
-        workers=workers,
-        fail_fast=fail_fast,
-        dry_run=dry_run,
-        quiet=quiet,
-        launcher=launcher.value,
-        max_jobs=max_jobs,
-        executor=executor.value if executor else None,
-        slurm={
-            "partition": partition,
-            "time": time_limit,
-            "gpus_per_job": gpus_per_job,
-            "cpus_per_job": cpus_per_job,
-            "mem_gb": mem_gb,
-            "account": account,
-            "qos": qos,
-            "max_running": max_running,
-        },
-        sbatch_args=sbatch_arg or [],
-        detach=detach,
-    )
     try:
-        outcome = dispatch.run(request, console=console)
+        outcome = dispatch.run(dispatch.Request(**options), console=console)
     except spec.MatrixError as err:
         _refuse(matrix, err)
     except dispatch.Refused as err:

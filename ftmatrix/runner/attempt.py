@@ -173,8 +173,9 @@ def run(
         job, progress, display, watch, progress.stat().st_size if progress.exists() else 0
     )
     display.job_started(job)
-    started = time.monotonic()
     handle = launcher.start(job_dir, env=env, lock_fd=claim.fd)
+    # --timeout counts from here: a fork server's one-time imports are not the job's
+    started = time.monotonic()
     ctrl_c.handles.add(handle)
     timed_out = False
     while True:

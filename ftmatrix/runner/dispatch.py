@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Request:
-    """What `ftmatrix run` was asked, as the command line gives it."""
+    """What `ftmatrix run` was asked: its options, by their names on the command line."""
 
     matrix: Path  # the matrix file, as the user wrote its path
     runs_dir: Path | None = None  # --runs-dir
@@ -55,9 +56,36 @@ class Request:
     launcher: str = "auto"  # one of choice.NAMES
     max_jobs: int = 10_000
     executor: str | None = None  # local | slurm; None: the matrix's executor.use
-    slurm: dict[str, Any] = field(default_factory=dict)  # SlurmSpec field -> flag (None: unset)
-    sbatch_args: list[str] = field(default_factory=list)  # KEY=VALUE
-    detach: bool = False  # Slurm: submit and return
+    # Slurm, on top of the matrix's executor.slurm (None: not given)
+    partition: str | None = None
+    time_limit: int | None = None  # minutes
+    gpus_per_job: int | None = None
+    cpus_per_job: int | None = None
+    mem_gb: float | None = None
+    account: str | None = None
+    qos: str | None = None
+    max_running: int | None = None
+    sbatch_arg: list[str] | None = None  # KEY=VALUE, repeatable
+    detach: bool = False  # submit and return
+
+    def __post_init__(self) -> None:
+        for name in ("launcher", "executor"):  # (the command line's choices are Enums)
+            value = getattr(self, name)
+            if isinstance(value, Enum):
+                object.__setattr__(self, name, value.value)
+
+    def slurm_flags(self) -> dict[str, Any]:
+        """The Slurm options given, as SlurmSpec fields (None: not given)."""
+        return {
+            "partition": self.partition,
+            "time": self.time_limit,
+            "gpus_per_job": self.gpus_per_job,
+            "cpus_per_job": self.cpus_per_job,
+            "mem_gb": self.mem_gb,
+            "account": self.account,
+            "qos": self.qos,
+            "max_running": self.max_running,
+        }
 
 
 @dataclass(frozen=True)
@@ -101,7 +129,9 @@ def run(request: Request, *, console: Console) -> Outcome:
         raise Refused(f"--executor must be local or slurm, not {where!r}")
     if where == "slurm" and plan.search:
         raise Refused("a search: block runs with the local executor only (for now)")
-    spec = slurm_spec(settings, request.slurm, request.sbatch_args) if where == "slurm" else None
+    spec = None
+    if where == "slurm":
+        spec = slurm_spec(settings, request.slurm_flags(), request.sbatch_arg or [])
     try:
         select(plan.jobs, request.only)
     except SelectError as err:
