@@ -37,6 +37,14 @@ class Found(JobUnits):
     seed: Assignment | None
 
 
+class Repeat(NamedTuple):
+    """A point an include adds that makes the same job as a grid point: the include
+    changes nothing (a value that did not match as written, say)."""
+
+    point: Point
+    same_as: str  # the job id
+
+
 class State(NamedTuple):
     """What a prefix of a point's assignments makes."""
 
@@ -71,17 +79,27 @@ def hash_each(
     groups: list[Group],
     points: list[Point],
     seeds: list[Assignment | None],
+    repeats: list[Repeat],
 ) -> dict[str, Found]:
     """Validate and hash every job on its own: for matrices whose task varies, which
-    changes the template itself (rare)."""
+    changes the template itself (rare). Include points that repeat a grid point's job
+    go to `repeats`."""
     found: dict[str, Found] = {}
     for p in points:
         for seed in seeds:
             job = _job(validator, point_assignments(groups, p, seed))
             if job is not None:
                 jid, touched = job
-                found.setdefault(jid, Found(validator.bases, touched, None, None, p, seed))
+                if jid not in found:
+                    found[jid] = Found(validator.bases, touched, None, None, p, seed)
+                elif _repeats(p, found[jid]):
+                    repeats.append(Repeat(p, jid))
     return found
+
+
+def _repeats(p: Point, first: Found) -> bool:
+    """Whether a point added by an include makes the job of a grid point."""
+    return p.rows is None and first.point.rows is not None
 
 
 def _job(validator: Validator, every: list[Assignment]) -> tuple[str, dict[str, Any]] | None:
@@ -140,6 +158,7 @@ class Walk:
         self.stack: list[State | None] = [self.root]  # stack[d]: the state after d axes
         self.previous: tuple[int, ...] = ()  # the rows the stack was built for
         self.seed_units: list[Checked | None] | None = None  # each seed's train.seed unit
+        self.repeats: list[Repeat] = []  # include points that make a grid point's job
 
     def _deferred(self) -> list[frozenset[str]]:
         """For each axis, the units it sets that a later axis or an include sets too:
@@ -192,6 +211,8 @@ class Walk:
             jid = hash_id(self.base.template.format(*state.fragments))
             if jid not in self.found:
                 self.found[jid] = Found(self.validator.bases, state.touched, None, None, p, None)
+            elif _repeats(p, self.found[jid]):
+                self.repeats.append(Repeat(p, jid))
         else:
             self._seeds(p, state)
 
@@ -276,6 +297,8 @@ class Walk:
             jid = digest.hexdigest()[:ID_LENGTH]
             if jid not in found:
                 found[jid] = Found(bases, touched, "train.seed", got.value, p, seed)
+            elif _repeats(p, found[jid]) and seed is self.seeds[0]:
+                self.repeats.append(Repeat(p, jid))
 
     def _run_tail(self, tail: str) -> None:
         """Points whose last axis alone sets its unit: the rest of a point is validated

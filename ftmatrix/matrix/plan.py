@@ -29,7 +29,7 @@ from ftmatrix.config import JobConfig
 from ftmatrix.identity import normalized
 from ftmatrix.matrix import load, paths, points, space, teachers
 from ftmatrix.matrix import spec as matrix_spec
-from ftmatrix.matrix.hashing import Found, Walk, hash_each, point_assignments
+from ftmatrix.matrix.hashing import Found, Repeat, Walk, hash_each, point_assignments
 from ftmatrix.matrix.jobs import Header, Job, Plan
 from ftmatrix.matrix.labels import fmt
 from ftmatrix.matrix.load import MatrixError, Positions, Problem
@@ -74,8 +74,7 @@ def expand(
     dists = []
     if spec.search is not None:
         dists = space.check(
-            spec.search,
-            axes=set(spec.grid) | {k for z in spec.zip_ for k in z},
+            spec,
             jobs=jobs,
             validator=validator,
             base_dir=Path(path).parent if path else Path("."),
@@ -121,7 +120,8 @@ def _expand(
     validator.check_train_section()
     count = len(every) * len(seed_sets)
     before = len(problems)
-    found = _validate_and_hash(validator, groups, every, seed_sets)
+    repeats: list[Repeat] = []
+    found = _validate_and_hash(validator, groups, every, seed_sets, repeats)
     if len(problems) > before:
         return [], [], count
     axes = [k for g in groups for k in g.keys]
@@ -129,7 +129,10 @@ def _expand(
         axes += [s.path for s in p.sets if s.path not in axes]
     if seeds != [None]:
         axes.append("train.seed")  # shown only if it varies, like every axis
-    jobs, varying = _jobs(found, axes=axes, groups=groups)
+    jobs, varying = _jobs(found, axes=axes, groups=groups, problems=problems)
+    _check_repeats(repeats, jobs, problems)
+    if len(problems) > before:
+        return [], [], count
     if validator.uses_teachers():
         jobs = teachers.resolve(jobs, problems)
     return jobs, varying, count
@@ -152,22 +155,44 @@ def _validate_and_hash(
     groups: list[Group],
     every: list[Point],
     seeds: list[Assignment | None],
+    repeats: list[Repeat],
 ) -> dict[str, Found]:
-    """Every valid job by id, with the first point that makes it."""
+    """Every valid job by id, with the first point that makes it; include points that
+    make a grid point's job go to `repeats`."""
     assignments = [s for g in groups for row in g.rows for s in row]
     assignments += [s for p in every for s in p.sets] + [s for s in seeds if s]
     validator.varied = {e.unit for s in assignments for e in s.entries}
     if "task" in validator.varied:
         # the task changes the template itself: validate every job whole (rare)
-        return hash_each(validator, groups, every, seeds)
-    return Walk(validator, groups, every, seeds).run()
+        return hash_each(validator, groups, every, seeds, repeats)
+    walk = Walk(validator, groups, every, seeds)
+    found = walk.run()
+    repeats += walk.repeats
+    return found
+
+
+def _check_repeats(repeats: list[Repeat], jobs: list[Job], problems: Problems) -> None:
+    """An include that matches no point is a point of its own; one whose point is a job
+    the grid makes already changes nothing (a value written otherwise, e.g. as text)."""
+    if not repeats:
+        return
+    labels = {j.id: j.label or j.id for j in jobs}
+    for p, same_as in repeats:
+        include = p.sets[0].origin[:2]  # ("include", i)
+        problems.add(
+            include,
+            f"include[{include[1]}]",
+            f"this include matches no point, so it is a point of its own, but it makes "
+            f"the same job as '{labels[same_as]}': it changes nothing (does a value differ "
+            f"from the axis's only in how it is written, e.g. as text?)",
+        )
 
 
 def _jobs(
-    found: dict[str, Found], *, axes: list[str], groups: list[Group]
+    found: dict[str, Found], *, axes: list[str], groups: list[Group], problems: Problems
 ) -> tuple[list[Job], list[str]]:
     """The jobs, labelled by the settings that vary between them (in axis order), and
-    those settings' keys."""
+    those settings' keys. Two jobs must not share a label."""
     shown = _displays(found, axes=axes, groups=groups)
     columns = list(zip(*shown, strict=True)) if shown else [() for _ in axes]
     varying = [i for i, column in enumerate(columns) if len(set(column)) > 1]
@@ -181,7 +206,28 @@ def _jobs(
         Job(jid, header, vals, parts=f)
         for (jid, f), vals in zip(found.items(), values, strict=True)
     ]
+    if any(f.point.rows is None or f.point.sets for f in found.values()):
+        # grid points read differently by construction (points._distinct); includes may not
+        _check_labels(list(found.values()), jobs, values, problems)
     return jobs, list(keys)
+
+
+def _check_labels(
+    found: list[Found], jobs: list[Job], values: list[tuple[str, ...]], problems: Problems
+) -> None:
+    """Two jobs that would read the same (a setting differing only in how it is
+    written): refused at the include that made the second."""
+    first: dict[tuple[str, ...], Job] = {}
+    for f, job, vals in zip(found, jobs, values, strict=True):
+        other = first.setdefault(vals, job)
+        if other is not job:
+            where = f.point.sets[0].origin[:2] if f.point.sets else ("grid",)
+            problems.add(
+                where,
+                "",
+                f"jobs {other.id} and {job.id} differ, but both read '{job.label}': a "
+                f"setting differs only in how it is written (a number and a text?)",
+            )
 
 
 def _displays(

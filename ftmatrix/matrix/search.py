@@ -23,6 +23,10 @@ from ftmatrix.bounds import Int, Seed
 from ftmatrix.matrix import paths
 
 KINDS = ("choice", "uniform", "loguniform", "int", "quniform", "qloguniform")
+# Drawn with optuna's suggest_int; `logint` (log-scaled) is what a loguniform over a
+# whole-number setting becomes, never written in a matrix.
+INTEGER_KINDS = ("int", "logint")
+MAX_GRID = 100_000  # values strategy grid may enumerate for one setting
 # NNI's documented _type values: what each becomes here, or why it is refused.
 NNI_TYPES: dict[str, str] = {
     "choice": "choice",
@@ -102,11 +106,18 @@ class Dist:
         if self.kind == "choice":
             choices = list(self.values) if self.plain() else list(range(len(self.values)))
             return self.value(trial.suggest_categorical(name, choices))
-        if self.kind == "int":
+        low, high = self.range()
+        if self.kind in INTEGER_KINDS:
             step = int(self.step or 1)
-            return self.value(trial.suggest_int(name, int(self.low), int(self.high), step=step))
+            log = self.kind == "logint"
+            return self.value(trial.suggest_int(name, int(low), int(high), step=step, log=log))
         log = self.kind in ("loguniform", "qloguniform")
-        return self.value(trial.suggest_float(name, self.low, self.high, log=log))
+        return self.value(trial.suggest_float(name, low, high, log=log))
+
+    def range(self) -> tuple[float, float]:
+        """[low, high] of a range (any kind but choice)."""
+        assert self.low is not None and self.high is not None, self
+        return self.low, self.high
 
     def value(self, param: Any) -> Any:
         """The setting for a parameter as optuna stores it: optuna keeps plain values
@@ -126,28 +137,57 @@ class Dist:
         """Every value, for strategy: grid (choices and integer ranges only)."""
         if self.kind == "choice":
             return list(self.values)
-        if self.kind == "int":
-            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.kind in INTEGER_KINDS:
+            low, high = self.range()
+            step = int(self.step or 1)
+            count = (int(high) - int(low)) // step + 1
+            if count > MAX_GRID:
+                raise ValueError(
+                    f"{self.path}: strategy grid would try {count:,} values, more than "
+                    f"{MAX_GRID:,}; narrow the range or list the choices"
+                )
+            return list(range(int(low), int(high) + 1, step))
         raise ValueError(f"{self.path}: strategy grid needs choice or int, not {self.kind}")
 
     def bounds(self) -> list[Any]:
         """Values that must be valid settings for the whole range to be: the choices,
-        or the ends of the range."""
-        return list(self.values) if self.kind == "choice" else [self.low, self.high]
+        or the ends of the range (as drawn: whole numbers for the integer kinds)."""
+        if self.kind == "choice":
+            return list(self.values)
+        low, high = self.range()
+        if self.kind in INTEGER_KINDS:
+            return [int(low), int(high)]
+        return [self.value(low), self.value(high)]
+
+    def middle(self) -> Any:
+        """A value inside the range (the first choice), to try a trial with."""
+        if self.kind == "choice":
+            return self.values[0]
+        low, high = self.range()
+        if self.kind in INTEGER_KINDS:
+            return int(low) + (int(high) - int(low)) // 2
+        if self.kind in ("loguniform", "qloguniform"):
+            return self.value(math.exp((math.log(low) + math.log(high)) / 2))
+        return self.value(low / 2 + high / 2)
 
 
 def _quantize(x: float, d: Dist) -> float:
     """NNI's definition: clip(round(x / q) * q, low, high)."""
     q = d.step or 1.0
-    value = min(max(round(x / q) * q, d.low), d.high)
+    low, high = d.range()
+    ratio = x / q
+    value = min(max(round(ratio) * q if math.isfinite(ratio) else x, low), high)
     return float(f"{value:.12g}")  # 0.30000000000000004 -> 0.3
 
 
 def parse_space(
-    space: dict[str, Any], *, fixed: set[str] = frozenset()
+    space: dict[str, Any], *, fixed: dict[str, str] | None = None
 ) -> tuple[list[Dist], list[tuple[str, str]]]:
-    """Distributions and (key, message) problems. `fixed` are grid axes, which a
-    space may not also vary."""
+    """Distributions and (key, message) problems. `fixed` maps the settings grid axes
+    write to their axis, which a space may not also vary. A whole-number setting gets
+    a whole-number distribution: `uniform` becomes `int`, `loguniform` a log-scaled
+    int, and the quantized kinds need whole bounds and q."""
+    fixed = fixed or {}
     dists, problems = [], []
     leaves = _leaf_index()
     for key, spec in space.items():
@@ -160,14 +200,35 @@ def parse_space(
                 hint = f" (did you mean one of {', '.join(matches)}?)" if matches else ""
                 problems.append((str(key), (paths.check(str(key)) or "") + hint))
                 continue
-        if path in fixed:
-            problems.append((str(key), f"'{path}' is both a grid axis and searched"))
+        axis = next((a for leaf, a in fixed.items() if paths.overlap(path, leaf)), None)
+        if axis is not None:
+            where = "a grid axis" if axis == path else f"set by the grid axis '{axis}'"
+            problems.append((str(key), f"'{path}' is both {where} and searched"))
             continue
         try:
-            dists.append(_dist(path, spec))
+            dist = _dist(path, spec)
+            dists.append(_integer(dist) if paths.is_integer(path) else dist)
         except ValueError as err:
             problems.append((str(key), str(err)))
     return dists, problems
+
+
+def _integer(d: Dist) -> Dist:
+    """The distribution of a whole-number setting: draws whole numbers only."""
+    if d.kind in ("choice", *INTEGER_KINDS):
+        return d
+    low, high = d.range()
+    if d.kind in ("quniform", "qloguniform"):
+        if not all(float(v).is_integer() for v in (low, high, d.step or 1)):
+            raise ValueError(
+                f"{d.path} takes whole numbers: {d.kind} needs whole [low, high, q], "
+                f"got [{low}, {high}, {d.step}]"
+            )
+        return d
+    lo, hi = math.ceil(low), math.floor(high)
+    if lo > hi:
+        raise ValueError(f"{d.path} takes whole numbers, and [{low}, {high}] holds none")
+    return _checked(Dist(d.path, "int" if d.kind == "uniform" else "logint", lo, hi, step=1))
 
 
 def _leaf_index() -> dict[str, list[str]]:
@@ -187,19 +248,16 @@ def _dist(path: str, spec: Any) -> Dist:
     if "_type" in spec:  # NNI
         extra = set(spec) - {"_type", "_value"}
         if extra:
-            raise ValueError(f"unknown key(s) {sorted(extra)} beside _type/_value")
+            raise ValueError(f"unknown key(s) {sorted(map(str, extra))} beside _type/_value")
         kind, value = spec["_type"], spec.get("_value")
+        if not isinstance(kind, str):
+            raise ValueError(f"_type is a name such as choice or uniform, got {kind!r}")
         if kind in NNI_REFUSED:
             raise ValueError(f"NNI _type '{kind}' is not supported: {NNI_REFUSED[kind]}")
         if kind not in NNI_TYPES:
             known = [*NNI_TYPES, *NNI_REFUSED]
             raise ValueError(f"unknown NNI _type '{kind}'{catalog.did_you_mean(kind, known)}")
-        if kind == "choice" and any(isinstance(v, dict) and "_name" in v for v in value or []):
-            raise ValueError("NNI nested search spaces (choices with _name) are not supported")
-        if kind == "randint":
-            _check_numbers(value, 2, kind)
-            return _checked(Dist(path, "int", low=value[0], high=value[1] - 1, step=1))
-        return _from_values(path, NNI_TYPES[kind], value)
+        return _nni(path, kind, value)
     kinds = [k for k in spec if k in KINDS]
     if len(kinds) != 1:
         unknown = [k for k in spec if k not in (*KINDS, "step")]
@@ -211,11 +269,41 @@ def _dist(path: str, spec: Any) -> Dist:
     kind = kinds[0]
     extra = set(spec) - {kind, "step"}
     if extra or ("step" in spec and kind != "int"):
-        raise ValueError(f"unknown key(s) {sorted(extra or {'step'})} for {kind}")
+        raise ValueError(f"unknown key(s) {sorted(map(str, extra or {'step'}))} for {kind}")
     dist = _from_values(path, kind, spec[kind])
     if kind == "int" and "step" in spec:
-        dist = _checked(Dist(path, "int", low=dist.low, high=dist.high, step=spec["step"]))
+        step = spec["step"]
+        if not _number(step):
+            raise ValueError(f"int's step is a whole number > 0, got {step!r}")
+        dist = _checked(Dist(path, "int", low=dist.low, high=dist.high, step=step))
     return dist
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _nni(path: str, kind: str, value: Any) -> Dist:
+    """An NNI distribution, read as NNI reads it: `_value` is [low, high] (plus q for
+    the quantized kinds) with low < high, and randint's upper bound is excluded."""
+    if kind == "choice":
+        dist = _from_values(path, "choice", value)
+        if any(isinstance(v, dict) and "_name" in v for v in dist.values):
+            raise ValueError("NNI nested search spaces (choices with _name) are not supported")
+        return dist
+    n = 3 if kind.startswith("q") else 2
+    _check_numbers(value, n, kind)
+    if kind == "randint":
+        if not value[0] < value[1]:
+            raise ValueError(
+                f"randint's _value is [lower, upper) with upper excluded (NNI): "
+                f"{value} holds no integer"
+            )
+        return _checked(Dist(path, "int", low=value[0], high=value[1] - 1, step=1))
+    if not value[0] < value[1]:
+        raise ValueError(f"{kind}'s _value is [low, high, ...] with low < high (NNI), got {value}")
+    return _from_values(path, NNI_TYPES[kind], value)
 
 
 def _from_values(path: str, kind: str, value: Any) -> Dist:
@@ -243,14 +331,15 @@ def _check_numbers(value: Any, n: int, kind: str) -> None:
 
 
 def _checked(d: Dist) -> Dist:
-    if not d.low < d.high and not (d.kind == "int" and d.low == d.high):
-        raise ValueError(f"{d.kind} needs low < high, got [{d.low}, {d.high}]")
-    if d.kind in ("loguniform", "qloguniform") and d.low <= 0:
-        raise ValueError(f"{d.kind} needs low > 0, got {d.low}")
+    low, high = d.range()
+    if not low < high and not (d.kind in INTEGER_KINDS and low == high):
+        raise ValueError(f"{d.kind} needs low < high, got [{low}, {high}]")
+    if d.kind in ("loguniform", "qloguniform", "logint") and low <= 0:
+        raise ValueError(f"{d.kind} needs low > 0, got {low}")
     if d.step is not None and d.step <= 0:
         raise ValueError(f"the step/q of {d.kind} must be > 0, got {d.step}")
-    if d.kind == "int" and not all(float(v).is_integer() for v in (d.low, d.high, d.step)):
-        raise ValueError(f"int needs whole numbers, got [{d.low}, {d.high}] step {d.step}")
+    if d.kind == "int" and not all(float(v).is_integer() for v in (low, high, d.step or 1)):
+        raise ValueError(f"int needs whole numbers, got [{low}, {high}] step {d.step}")
     return d
 
 

@@ -80,7 +80,7 @@ class Validator:
         if field_name:
             raw = raw.get(field_name) if isinstance(raw, dict) else None
         for entry in given:
-            raw = paths.assign(raw, entry.inner, entry.value)
+            raw = paths.assign(raw, entry.inner, entry.value, at=unit)
         assignments = [g.assignment for g in given]
         if unit == "task":
             result = self._task(raw, assignments)

@@ -245,15 +245,20 @@ def matrices(draw):
 @settings(max_examples=60, deadline=None)
 @given(matrices())
 def test_size_is_product_minus_excludes_plus_new_includes(spec):
-    p = expand(**spec)
     grid = spec["grid"]
     keys = list(grid)
-    points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    every = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
     kept = [
         pt
-        for pt in points
+        for pt in every
         if not any(all(pt[k] == v for k, v in ex.items()) for ex in spec["exclude"])
     ]
+    if not kept and not spec["include"]:
+        # the excludes remove every point: refused ("no jobs"), not an empty plan
+        with pytest.raises(matrix.MatrixError, match="makes no jobs"):
+            expand(**spec)
+        return
+    p = expand(**spec)
     new = {
         tuple(sorted(inc.items()))  # two identical new points are one job
         for inc in spec["include"]
