@@ -5,6 +5,11 @@ Each side trains EPOCHS epochs; samples/s counts training examples over the time
 in the training passes (ftmatrix: its own per-epoch figure, minus nothing; the plain
 loop: timed around its epochs; transformers: `train_samples_per_second`).
 
+Then evaluation: `loop.evaluate` (predictions kept on the device, copied to the host
+once) vs the same pass copying each batch's predictions to the host (what it did
+before). On a CPU the copy is free, so the two should be equal; on a GPU each per-batch
+copy waits for the batch (benchmarks/gpu_speed.py measures that).
+
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/trainer_speed.py
 """
 
@@ -12,28 +17,21 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.tiny
+
+from tests.tiny import TINY_VIT  # the trainer tests' ViT
 
 EPOCHS, BATCH, LR = 3, 64, 3e-3
 CONFIG = {
     "task": "image-classification",
     "data": {"builtin": "digits"},
-    "model": {
-        "name": "google/vit-base-patch16-224",
-        "pretrained": False,
-        "image_size": 32,
-        "config": {
-            "hidden_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "intermediate_size": 128,
-            "patch_size": 8,
-        },
-    },
+    "model": TINY_VIT,
     "train": {"epochs": EPOCHS, "batch_size": BATCH, "lr": LR, "optimizer": "adamw"},
 }
 
@@ -116,6 +114,43 @@ def hf_rate(tmp: Path) -> float:
     return out.metrics["train_samples_per_second"]
 
 
+def eval_rates(passes: int = 5) -> tuple[float, float]:
+    """(samples/s of loop.evaluate, samples/s of the pass as it was before, copying every
+    batch's predictions and labels to the host) over digits' training split; the best
+    of `passes` interleaved passes each."""
+    import torch
+    from gpu_speed import per_batch_evaluate  # (benchmarks/ is on sys.path)
+
+    from ftmatrix.config import JobConfig
+    from ftmatrix.trainers import data, loop, models
+
+    cfg = JobConfig.model_validate(CONFIG)
+    splits = data.load(cfg)
+    built = models.build(cfg, len(splits.class_names))
+    inputs = loop.Inputs(built, torch.device("cpu"), "image")
+
+    def loss_fn(out, y, x):
+        return torch.nn.functional.cross_entropy(out, y)
+
+    times: dict[str, list[float]] = {"once": [], "per_batch": []}
+    order = [("once", loop.evaluate), ("per_batch", per_batch_evaluate)]
+    for index in range(passes):
+        for name, run in order if index % 2 else order[::-1]:  # each goes first in turn
+            batches = loop.loader(splits.train, kind="image", batch_size=BATCH)
+            start = time.perf_counter()
+            run(
+                model=built.model,
+                built=built,
+                data=batches,
+                inputs=inputs,
+                loss_fn=loss_fn,
+                autocast=None,
+            )
+            times[name].append(time.perf_counter() - start)
+    n = len(splits.train)
+    return n / min(times["once"]), n / min(times["per_batch"])
+
+
 ROUNDS = 3  # interleaved; the best round of each counts (this machine is shared)
 
 
@@ -132,6 +167,11 @@ def main() -> None:
     print(f"ftmatrix trainer:       {ours:8.0f} samples/s")
     print(f"plain PyTorch loop:     {plain:8.0f} samples/s   ftmatrix / plain = {ours / plain:.2f}")
     print(f"transformers.Trainer:   {hf:8.0f} samples/s   ftmatrix / Trainer = {ours / hf:.2f}")
+    once, per_batch = eval_rates()
+    print(
+        f"evaluation: loop.evaluate {once:8.0f} samples/s, a host copy per batch "
+        f"{per_batch:8.0f} samples/s   ratio {once / per_batch:.2f}"
+    )
 
 
 if __name__ == "__main__":
