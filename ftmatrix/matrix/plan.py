@@ -222,11 +222,13 @@ def _check_labels(
         other = first.setdefault(vals, job)
         if other is not job:
             where = f.point.sets[0].origin[:2] if f.point.sets else ("grid",)
+            key = f"{where[0]}[{where[1]}]" if len(where) == 2 else "grid"
+            label = f"'{job.label}'" if job.label else "no label (no setting varies)"
             problems.add(
                 where,
-                "",
-                f"jobs {other.id} and {job.id} differ, but both read '{job.label}': a "
-                f"setting differs only in how it is written (a number and a text?)",
+                key,
+                f"jobs {other.id} and {job.id} differ, but both read {label}: a setting "
+                f"differs only in how it is written (a number and a text?)",
             )
 
 

@@ -200,17 +200,25 @@ def parse_space(
                 hint = f" (did you mean one of {', '.join(matches)}?)" if matches else ""
                 problems.append((str(key), (paths.check(str(key)) or "") + hint))
                 continue
-        axis = next((a for leaf, a in fixed.items() if paths.overlap(path, leaf)), None)
+        try:
+            dist = _dist(path, spec)
+            dist = _integer(dist) if paths.is_integer(path) else dist
+        except ValueError as err:
+            problems.append((str(key), str(err)))
+            continue
+        axis = _axis_of(dist, fixed)
         if axis is not None:
             where = "a grid axis" if axis == path else f"set by the grid axis '{axis}'"
             problems.append((str(key), f"'{path}' is both {where} and searched"))
             continue
-        try:
-            dist = _dist(path, spec)
-            dists.append(_integer(dist) if paths.is_integer(path) else dist)
-        except ValueError as err:
-            problems.append((str(key), str(err)))
+        dists.append(dist)
     return dists, problems
+
+
+def _axis_of(d: Dist, fixed: dict[str, str]) -> str | None:
+    """The grid axis that writes a setting this distribution draws, if any."""
+    written = {leaf for v in d.values or [None] for leaf in paths.leaves(d.path, v)}
+    return next((a for s, a in fixed.items() for w in written if paths.overlap(w, s)), None)
 
 
 def _integer(d: Dist) -> Dist:

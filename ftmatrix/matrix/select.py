@@ -30,8 +30,11 @@ def parse(expr: str) -> list[Term]:
     """The `key=value` terms of an expression; SelectError if it has anything else."""
     terms = TERM.findall(expr)
     leftover = TERM.sub("", expr).replace(",", " ").strip()
-    if not terms or leftover:
-        raise SelectError(f"--only expects key=value terms, e.g. lora.enabled=true; got {expr!r}")
+    if not terms or leftover or any("=" in value for _, value in terms):
+        raise SelectError(
+            f"--only expects key=value terms separated by commas or spaces, e.g. "
+            f"'lora.enabled=true, lr=1e-4'; got {expr!r}"
+        )
     return terms
 
 

@@ -156,3 +156,157 @@ def test_the_tpe_study_matrix_plans():
         "train.optimizer.momentum",
     }
     assert len(p.jobs) == 1  # one grid point; its trials are drawn at run time
+
+
+# ------------------------------------------------------- what a search may draw
+
+
+def refused_at(path) -> dict[str, tuple[int, str]]:
+    with pytest.raises(matrix.MatrixError) as err:
+        plan.load_plan(path)
+    return {p.key: (p.line, p.message) for p in err.value.problems}
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "text"),
+    [
+        ("train.lr: {uniform: [1.0e-4, 50]}", "train.lr", "less than or equal to 10 (got 50)"),
+        ("train.lr: {loguniform: [1.0e-5, 20]}", "train.lr", "(got 20"),
+        ("train.batch_size: {choice: [8, 16, 0]}", "train.batch_size", "greater than 0"),
+        ("train.loss: {choice: [focal, focl]}", "train.loss.name", "unknown loss 'focl'"),
+        ("model.image_size: {int: [32, 9000]}", "model.image_size", "(got 9000)"),
+    ],
+)
+def test_every_bound_and_choice_is_checked_as_a_setting(tmp_path, entry, key, text):
+    path = write(tmp_path, MATRIX + "  space:\n    " + entry + "\n")
+    problems = refused_at(path)
+    assert key in problems and text in problems[key][1], problems
+    assert problems[key][0] == 10  # the line of the space entry
+
+
+def test_whole_number_settings_get_whole_number_distributions():
+    dists, problems = search.parse_space(
+        {
+            "train.batch_size": {"uniform": [8, 64]},
+            "train.epochs": {"uniform": [0.5, 10.5]},
+            "lora.r": {"loguniform": [4, 256]},
+            "model.image_size": {"quniform": [32, 224, 32]},
+            "train.lr": {"uniform": [0.01, 0.1]},
+        }
+    )
+    assert problems == []
+    got = {d.path: (d.kind, d.low, d.high) for d in dists}
+    assert got["train.batch_size"] == ("int", 8, 64)
+    assert got["train.epochs"] == ("int", 1, 10)
+    assert got["lora.r"] == ("logint", 4, 256)
+    assert got["model.image_size"] == ("quniform", 32, 224)  # whole q: whole values
+    assert got["train.lr"] == ("uniform", 0.01, 0.1)
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe"])
+def test_integer_distributions_draw_integers(strategy):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists, _ = search.parse_space(
+        {"train.batch_size": {"uniform": [8, 64]}, "lora.r": {"loguniform": [4, 256]}}
+    )
+    spec = search.SearchSpec(strategy=strategy, seed=1, trials=12)
+    study = optuna.create_study(sampler=sampling.sampler(spec, dists))
+    for _ in range(12):
+        trial = study.ask()
+        values = [d.suggest(trial) for d in dists]
+        assert all(isinstance(v, int) for v in values), values
+        assert 8 <= values[0] <= 64 and 4 <= values[1] <= 256
+        study.tell(trial, float(sum(values)))
+
+
+@pytest.mark.parametrize(
+    ("spec", "text"),
+    [
+        ({"quniform": [1, 10, 0.5]}, "takes whole numbers: quniform needs whole"),
+        ({"uniform": [0.2, 0.8]}, "holds none"),
+        ({"_type": "qloguniform", "_value": [1, 100, 2.5]}, "takes whole numbers"),
+    ],
+)
+def test_a_whole_number_setting_refuses_a_space_of_fractions(spec, text):
+    _, problems = search.parse_space({"train.epochs": spec})
+    assert len(problems) == 1 and text in problems[0][1], problems
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "text"),
+    [
+        ([5, 1], "randint", "[lower, upper) with upper excluded (NNI): [5, 1] holds no integer"),
+        ([3, 3], "randint", "[3, 3] holds no integer"),
+        ([0.1, 0.01], "uniform", "low < high (NNI), got [0.1, 0.01]"),
+        ([1, 0.001], "loguniform", "low < high (NNI)"),
+        ([1, 0, 0.1], "quniform", "low < high (NNI)"),
+    ],
+)
+def test_nni_bounds_are_read_as_nni_reads_them(value, kind, text):
+    _, problems = search.parse_space({"train.lr": {"_type": kind, "_value": value}})
+    assert len(problems) == 1 and text in problems[0][1], problems
+
+
+def test_nni_randint_excludes_its_upper_bound():
+    dists, problems = search.parse_space({"epochs": {"_type": "randint", "_value": [3, 4]}})
+    assert problems == [] and dists[0].grid_values() == [3]
+
+
+@pytest.mark.parametrize(
+    ("spec", "text"),
+    [
+        ({"_type": [], "_value": [1, 2]}, "_type is a name"),
+        ({"_type": "choice", "_value": 5}, "non-empty list"),
+        ({"int": [1, 5], "step": "x"}, "step is a whole number"),
+        ({"int": [1, 10**9]}, "strategy grid would try"),
+    ],
+)
+def test_odd_distributions_are_errors_not_tracebacks(tmp_path, spec, text):
+    text_space = json.dumps({"train.epochs": spec})
+    path = write(
+        tmp_path,
+        MATRIX.replace("strategy: tpe", "strategy: grid") + "  space_file: s.json\n",
+        **{"s.json": text_space},
+    )
+    problems = refused_at(path)
+    assert any(text in message for _, message in problems.values()), problems
+
+
+NO_TRIAL = """
+name: s
+base:
+  data: {builtin: digits}
+  model: {name: resnet18, pretrained: false, freeze_backbone: true}
+  lora: {target_modules: [conv1]}
+search:
+  trials: 5
+  space:
+    lora.enabled: {choice: CHOICES}
+    train.lr: {loguniform: [1.0e-4, 0.1]}
+"""
+
+
+def test_a_search_whose_every_trial_is_invalid_is_refused_before_training(tmp_path):
+    path = write(tmp_path, NO_TRIAL.replace("CHOICES", "[true]"))
+    problems = refused_at(path)
+    _, message = problems["search.space"]
+    assert "no trial of the matrix would be a valid job" in message
+    assert "lora.enabled and model.freeze_backbone are both set" in message
+    # one valid choice is enough: the search runs, and its failing trials are recorded
+    path = write(tmp_path, NO_TRIAL.replace("CHOICES", "[true, false]"))
+    assert len(plan.load_plan(path).jobs) == 1
+
+
+def test_a_grid_point_without_valid_trials_is_named(tmp_path):
+    text = NO_TRIAL.replace("CHOICES", "[true]").replace(", freeze_backbone: true", "")
+    text += "grid:\n  model.freeze_backbone: [false, true]\n"
+    problems = refused_at(write(tmp_path, text))
+    assert "the grid point 'freeze_backbone=true'" in problems["search.space"][1]
+
+
+def test_both_bounds_of_a_native_and_an_nni_space_are_validated_in_a_space_file(tmp_path):
+    space = {"lr": {"_type": "uniform", "_value": [0.001, 50]}, "train.epochs": {"int": [0, 3]}}
+    path = write(tmp_path, MATRIX + "  space_file: s.json\n", **{"s.json": json.dumps(space)})
+    problems = refused_at(path)
+    assert "(got 50" in problems["train.lr"][1]
+    assert "greater than 0" in problems["train.epochs"][1]
