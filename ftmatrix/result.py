@@ -77,7 +77,10 @@ LOG = "log.txt"  # the job process's stdout and stderr
 STARTS = "starts.log"  # one line per start of the job process (resumes included)
 PREDICTIONS = "predictions.npz"  # test-set labels and predictions
 CHECKPOINT = "checkpoint"  # folder: what a resume needs
+CHECKPOINT_STATE = "state.pt"  # in checkpoint/: model, optimizer, RNG... after an epoch
 WEIGHTS = "weights"  # folder: the best weights, exported
+WEIGHTS_MODEL = "model.safetensors"  # in weights/: the whole model
+WEIGHTS_ADAPTER = "adapter_model.safetensors"  # in weights/: a LoRA adapter (peft's name)
 LOCK = ".lock"  # held (flock) by the process that runs the job
 SLURM_RECORD = "slurm.json"  # the Slurm job a job folder was submitted as
 # In a matrix's run folder (beside the job folders):
@@ -85,6 +88,10 @@ SEARCH_DB = "search.db"  # optuna's storage of a tuned search
 SEARCH_SUMMARY = "search.json"  # what status and reports read of a search
 PLAN = "plan.json"  # the jobs the matrix asked for (a PlanFile)
 MATRIX_SNAPSHOT = "matrix.yaml"  # the matrix file as it was last run
+REPORT_MD = "report.md"  # `ftmatrix report` (report.tex with --format latex)
+REPORT_TEX = "report.tex"
+RESULTS_CSV = "results.csv"  # one row per job, written with every report
+PLOTS = "plots"  # folder: the report's figures
 
 
 class _Record(BaseModel):

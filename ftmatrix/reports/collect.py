@@ -13,6 +13,7 @@ from typing import Any
 from ftmatrix.result import (
     CONFIG,
     PLAN,
+    RESULT,
     DamagedFile,
     PlanEntry,
     read_config,
@@ -121,7 +122,7 @@ def _row(job_dir: Path, entry: PlanEntry, *, curves: bool, problems: list[str]) 
         result = read_result(job_dir)
     except DamagedFile as err:
         problems.append(str(err))
-        row.state, row.error = "damaged", "result.json"
+        row.state, row.error = "damaged", RESULT
         return row
     if result is None:
         return row

@@ -9,7 +9,15 @@ from pathlib import Path
 from ftmatrix.reports import plots as plotting
 from ftmatrix.reports import search, tables
 from ftmatrix.reports.collect import Study, flatten, load, metric_name
-from ftmatrix.result import DamagedFile, read_search, write_atomic
+from ftmatrix.result import (
+    PLOTS,
+    REPORT_MD,
+    REPORT_TEX,
+    RESULTS_CSV,
+    DamagedFile,
+    read_search,
+    write_atomic,
+)
 
 STATES = ("done", "failed", "pruned", "damaged", "pending")  # as the header counts them
 
@@ -33,18 +41,18 @@ def write(
     except DamagedFile as err:
         study.problems.append(f"{err}; no search section")
         searched = None
-    out = out or root / ("report.tex" if fmt == "latex" else "report.md")
+    out = out or root / (REPORT_TEX if fmt == "latex" else REPORT_MD)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out.parent / "results.csv", results_csv(study))
+    write_atomic(out.parent / RESULTS_CSV, results_csv(study))
     if fmt == "csv":
-        return out.parent / "results.csv"
+        return out.parent / RESULTS_CSV
     if fmt == "latex":
         write_atomic(out, latex(study, metric=metric, rows=rows, cols=cols))
         return out
     images: list[Path] = []
     search_images: list[Path] = []
     if plots:
-        folder = out.parent / "plots"
+        folder = out.parent / PLOTS
         folder.mkdir(exist_ok=True)
         images = plotting.curves(study, folder, metric=metric)
         images += plotting.metric_vs_axes(study, metric, folder)

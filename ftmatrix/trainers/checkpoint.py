@@ -27,10 +27,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 
+from ftmatrix.result import CHECKPOINT_STATE as STATE
+from ftmatrix.result import WEIGHTS_MODEL as MODEL
 from ftmatrix.result import replace_folder, write_atomic
-
-STATE = "state.pt"
-MODEL = "model.safetensors"  # in weights/: the whole model
 
 
 def _best(folder: Path, epoch: int) -> Path:

@@ -18,7 +18,14 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 
 from ftmatrix.config import DistillConfig, JobConfig
-from ftmatrix.result import CONFIG, WEIGHTS, DamagedFile, read_result
+from ftmatrix.result import (
+    CONFIG,
+    WEIGHTS,
+    WEIGHTS_ADAPTER,
+    WEIGHTS_MODEL,
+    DamagedFile,
+    read_result,
+)
 from ftmatrix.trainers import checkpoint, lora, models
 from ftmatrix.trainers.models import Built, ConfigError
 
@@ -77,14 +84,14 @@ def teacher(
         if teacher_cfg.lora.enabled:
             model = lora.wrap(model, teacher_cfg.lora, head=built.head)
         weights = folder / WEIGHTS
-        if (weights / checkpoint.MODEL).exists():
-            checkpoint.load_weights(weights / checkpoint.MODEL, model)
-        elif (weights / "adapter_model.safetensors").exists():
+        if (weights / WEIGHTS_MODEL).exists():
+            checkpoint.load_weights(weights / WEIGHTS_MODEL, model)
+        elif (weights / WEIGHTS_ADAPTER).exists():
             # adapter + head on the pretrained base, which from_pretrained just loaded
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file
 
-            set_peft_model_state_dict(model, load_file(str(weights / "adapter_model.safetensors")))
+            set_peft_model_state_dict(model, load_file(str(weights / WEIGHTS_ADAPTER)))
         else:
             raise ConfigError(f"teacher job {spec.teacher_job} saved no weights ({weights})")
         image_size = teacher_cfg.model.image_size
