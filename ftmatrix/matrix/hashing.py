@@ -55,7 +55,7 @@ class State(NamedTuple):
 
 
 class Prefix(NamedTuple):
-    """A point without its last axis, ready to hash (see `Walk._run_tail`)."""
+    """A point without its last axis, ready to hash (see `LastAxis`)."""
 
     state: State | None  # the state after every axis but the last, as the stack holds it
     final: State | None  # that state with its pending units validated
@@ -68,7 +68,9 @@ NO_PREFIX = Prefix(None, None, None, "", False)
 UNSET: Any = object()  # not looked up yet
 
 
-def point_assignments(groups: list[Group], p: Point, seed: Assignment | None) -> list[Assignment]:
+def point_assignments(
+    groups: list[Group], p: Point, *, seed: Assignment | None
+) -> list[Assignment]:
     """Every assignment of one job: its axis values, include keys, seed."""
     sets = [s for g, r in zip(groups, p.rows or (), strict=False) for s in g.rows[r]]
     return [*sets, *p.sets, *([seed] if seed is not None else [])]
@@ -76,6 +78,7 @@ def point_assignments(groups: list[Group], p: Point, seed: Assignment | None) ->
 
 def hash_each(
     validator: Validator,
+    *,
     groups: list[Group],
     points: list[Point],
     seeds: list[Assignment | None],
@@ -87,7 +90,7 @@ def hash_each(
     found: dict[str, Found] = {}
     for p in points:
         for seed in seeds:
-            job = _job(validator, point_assignments(groups, p, seed))
+            job = _job(validator, point_assignments(groups, p, seed=seed))
             if job is not None:
                 jid, touched = job
                 if jid not in found:
@@ -136,6 +139,7 @@ class Walk:
     def __init__(
         self,
         validator: Validator,
+        *,
         groups: list[Group],
         points: list[Point],
         seeds: list[Assignment | None],
@@ -152,59 +156,37 @@ class Walk:
         self.root = State({}, {"task": self.task}, list(self.base.fragments), frozenset())
         self.units_of = [{e.unit for row in g.rows for s in row for e in s.entries} for g in groups]
         self.include_units = {e.unit for p in points for s in p.sets for e in s.entries}
-        self.defer = self._deferred()
+        self.defer = deferred_units(self.units_of, self.include_units)
         self.seed_slot = self.base.slots["train.seed"] if self.ok and self.seeds else None
-        self.tail = self._tail_unit() if self.seed_slot is None else None
+        self.tail = None  # the unit only the last axis sets, when the fast path applies
+        if self.seed_slot is None:
+            self.tail = tail_unit(
+                groups, units_of=self.units_of, include_units=self.include_units, base=self.base
+            )
         self.stack: list[State | None] = [self.root]  # stack[d]: the state after d axes
         self.previous: tuple[int, ...] = ()  # the rows the stack was built for
         self.seed_units: list[Checked | None] | None = None  # each seed's train.seed unit
         self.repeats: list[Repeat] = []  # include points that make a grid point's job
-
-    def _deferred(self) -> list[frozenset[str]]:
-        """For each axis, the units it sets that a later axis or an include sets too:
-        they wait until then (seeds come last and set only train.seed, which no axis
-        may also set)."""
-        defer, later = [], set(self.include_units)
-        for units in reversed(self.units_of):
-            defer.append(frozenset(units & later))
-            later |= units
-        defer.reverse()
-        return defer
-
-    def _tail_unit(self) -> str | None:
-        """The unit the last axis sets, if that axis alone sets it and it needs no
-        cross-section check: then points differ from their neighbours in one fragment."""
-        groups, units_of = self.groups, self.units_of
-        if not groups or len(units_of[-1]) != 1:
-            return None
-        (unit,) = units_of[-1]
-        if unit not in self.base.slots or unit in ("task", "data", "model", "lora"):
-            return None
-        if unit in self.include_units or any(unit in units for units in units_of[:-1]):
-            return None
-        if not all(len(row) == 1 and len(row[0].entries) == 1 for row in groups[-1].rows):
-            return None
-        return unit
 
     def run(self) -> dict[str, Found]:
         """Every valid job, by id, with the first point that makes it."""
         if not self.ok:
             pass
         elif self.tail is not None:
-            self._run_tail(self.tail)
+            LastAxis(self, self.tail).run()
         else:
             for p in self.points:
-                self._point(p)
+                self.point(p)
         return self.found
 
-    def _point(self, p: Point) -> None:
+    def point(self, p: Point) -> None:
         """Validate and hash one point (once per seed)."""
         if p.rows is None:  # a new point from include
-            state = self.apply(self.root, p.sets, frozenset())
+            state = self.apply(self.root, p.sets, defer=frozenset())
         else:
-            state = self._descend(p.rows, len(self.groups))
+            state = self.descend(p.rows, len(self.groups))
             if state is not None and (p.sets or state.pending):
-                state = self.apply(state, p.sets, frozenset())
+                state = self.apply(state, p.sets, defer=frozenset())
         if state is None or not self._whole(p, state):
             return
         if self.seed_slot is None:
@@ -216,7 +198,7 @@ class Walk:
         else:
             self._seeds(p, state)
 
-    def _descend(self, rows: tuple[int, ...], depth: int) -> State | None:
+    def descend(self, rows: tuple[int, ...], depth: int) -> State | None:
         """The state after the first `depth` axes of a point, reusing the stack's states
         for the axes it shares with the point before."""
         stack, previous, groups, defer = self.stack, self.previous, self.groups, self.defer
@@ -226,12 +208,12 @@ class Walk:
             k += 1
         del stack[k + 1 :]
         for d in range(k, depth):
-            stack.append(self.apply(stack[-1], groups[d].rows[rows[d]], defer[d]))
+            stack.append(self.apply(stack[-1], groups[d].rows[rows[d]], defer=defer[d]))
         self.previous = rows
         return stack[-1]
 
     def apply(
-        self, state: State | None, sets: list[Assignment], defer: frozenset[str]
+        self, state: State | None, sets: list[Assignment], *, defer: frozenset[str]
     ) -> State | None:
         """The state after `sets`; None when a unit it validates is invalid.
 
@@ -276,7 +258,7 @@ class Walk:
             )
         )
         if cross is None:
-            return validator.cross_ok(touched, point_assignments(self.groups, p, None))
+            return validator.cross_ok(touched, point_assignments(self.groups, p, seed=None))
         return not cross
 
     def _seeds(self, p: Point, state: State) -> None:
@@ -300,25 +282,63 @@ class Walk:
             elif _repeats(p, found[jid]) and seed is self.seeds[0]:
                 self.repeats.append(Repeat(p, jid))
 
-    def _run_tail(self, tail: str) -> None:
-        """Points whose last axis alone sets its unit: the rest of a point is validated
-        and hashed once per prefix, each last value only adds its fragment."""
-        depth = len(self.groups) - 1
-        last = [row[0].entries[0] for row in self.groups[-1].rows]
-        checked: list[Any] = [UNSET] * len(last)  # the tail unit of each last value
-        validator, task, found, bases = self.validator, self.task, self.found, self.validator.bases
+
+def deferred_units(units_of: list[set[str]], include_units: set[str]) -> list[frozenset[str]]:
+    """For each axis, the units it sets that a later axis or an include sets too: they
+    wait until then (seeds come last and set only train.seed, which no axis may also
+    set)."""
+    defer, later = [], set(include_units)
+    for units in reversed(units_of):
+        defer.append(frozenset(units & later))
+        later |= units
+    defer.reverse()
+    return defer
+
+
+def tail_unit(
+    groups: list[Group], *, units_of: list[set[str]], include_units: set[str], base: BaseUnits
+) -> str | None:
+    """The unit the last axis sets, if that axis alone sets it and it needs no
+    cross-section check: then points differ from their neighbours in one fragment."""
+    if not groups or len(units_of[-1]) != 1:
+        return None
+    (unit,) = units_of[-1]
+    if unit not in base.slots or unit in ("task", "data", "model", "lora"):
+        return None
+    if unit in include_units or any(unit in units for units in units_of[:-1]):
+        return None
+    if not all(len(row) == 1 and len(row[0].entries) == 1 for row in groups[-1].rows):
+        return None
+    return unit
+
+
+class LastAxis:
+    """A walk whose last axis alone sets its unit (`tail`): the rest of a point is
+    validated and hashed once per prefix, and each value of the last axis only adds
+    its fragment to a copy of that hash."""
+
+    def __init__(self, walk: Walk, tail: str):
+        self.walk = walk
+        self.tail = tail
+        self.last = [row[0].entries[0] for row in walk.groups[-1].rows]  # its values' entries
+        self.checked: list[Any] = [UNSET] * len(self.last)  # the tail unit of each value
+
+    def run(self) -> None:
+        walk, tail, last, checked = self.walk, self.tail, self.last, self.checked
+        depth = len(walk.groups) - 1
+        validator, task, found, bases = walk.validator, walk.task, walk.found, walk.validator.bases
         key_task = task if tail in TASK_DEPENDENT else None
-        prefix = NO_PREFIX
-        for p in self.points:
+        prefix = NO_PREFIX  # the prefix of the points being hashed
+        for p in walk.points:
             rows = p.rows
             if rows is None or p.sets:
-                self._point(p)
+                walk.point(p)
                 continue
-            state = self._descend(rows, depth)
+            state = walk.descend(rows, depth)
             if state is None:
                 continue
             if prefix.state is not state:
-                prefix = self._open(state, p, tail)
+                prefix = self._open(state, p)
             if not prefix.ok:
                 continue
             r = rows[-1]
@@ -337,21 +357,22 @@ class Walk:
             if jid not in found:
                 found[jid] = Found(bases, prefix.final.touched, tail, got.value, p, None)  # type: ignore[union-attr]
 
-    def _open(self, state: State, p: Point, tail: str) -> Prefix:
+    def _open(self, state: State, p: Point) -> Prefix:
         """Validate a prefix state for good (units held back for includes are final for a
         plain point) and hash the canonical text before the tail unit's slot."""
-        final = self.apply(state, [], frozenset()) if state.pending else state
+        walk, tail = self.walk, self.tail
+        final = walk.apply(state, [], defer=frozenset()) if state.pending else state
         if final is None:
             return Prefix(state, None, None, "", False)
-        invalid = [u for u in self.base.invalid if u not in final.by_unit and u != tail]
+        invalid = [u for u in walk.base.invalid if u not in final.by_unit and u != tail]
         if invalid:
-            self.validator.release(self.task, invalid)
+            walk.validator.release(walk.task, invalid)
             return Prefix(state, final, None, "", False)
-        if not self.validator.cross_ok(final.touched, point_assignments(self.groups, p, None)):
+        if not walk.validator.cross_ok(final.touched, point_assignments(walk.groups, p, seed=None)):
             return Prefix(state, final, None, "", False)
         marked = list(final.fragments)
-        marked[self.base.slots[tail]] = "\x00"
-        before, after = self.base.template.format(*marked).split("\x00")
+        marked[walk.base.slots[tail]] = "\x00"
+        before, after = walk.base.template.format(*marked).split("\x00")
         return Prefix(state, final, hashlib.sha256(before.encode()), after, True)
 
 

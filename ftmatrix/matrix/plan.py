@@ -27,7 +27,7 @@ from pathlib import Path
 from ftmatrix import catalog
 from ftmatrix.config import JobConfig
 from ftmatrix.identity import normalized
-from ftmatrix.matrix import load, paths, points, space, teachers
+from ftmatrix.matrix import load, paths, points, space, teachers, validation
 from ftmatrix.matrix import spec as matrix_spec
 from ftmatrix.matrix.hashing import Found, Repeat, Walk, hash_each, point_assignments
 from ftmatrix.matrix.jobs import Header, Job, Plan
@@ -112,16 +112,18 @@ def _expand(
             f"the limit of {max_jobs:,}; raise it with --max-jobs to plan it",
         )
         return [], [], 0
-    every = points.points(spec, groups, problems)
+    every = points.points(spec, groups, problems=problems)
     seed_sets: list[Assignment | None] = [
         None if seed is None else Assignment("train.seed", seed, ("seeds", i), str(seed), ("s", i))
         for i, seed in enumerate(seeds)
     ]
-    validator.check_train_section()
+    validation.check_train_section(spec.base, problems)
     count = len(every) * len(seed_sets)
     before = len(problems)
     repeats: list[Repeat] = []
-    found = _validate_and_hash(validator, groups, every, seed_sets, repeats)
+    found = _validate_and_hash(
+        validator, groups=groups, every=every, seeds=seed_sets, repeats=repeats
+    )
     if len(problems) > before:
         return [], [], count
     axes = [k for g in groups for k in g.keys]
@@ -130,7 +132,7 @@ def _expand(
     if seeds != [None]:
         axes.append("train.seed")  # shown only if it varies, like every axis
     jobs, varying = _jobs(found, axes=axes, groups=groups, problems=problems)
-    _check_repeats(repeats, jobs, problems)
+    _check_repeats(repeats, jobs=jobs, problems=problems)
     if len(problems) > before:
         return [], [], count
     if validator.uses_teachers():
@@ -152,6 +154,7 @@ def _check_base(spec: MatrixSpec, problems: Problems) -> None:
 
 def _validate_and_hash(
     validator: Validator,
+    *,
     groups: list[Group],
     every: list[Point],
     seeds: list[Assignment | None],
@@ -164,14 +167,14 @@ def _validate_and_hash(
     validator.varied = {e.unit for s in assignments for e in s.entries}
     if "task" in validator.varied:
         # the task changes the template itself: validate every job whole (rare)
-        return hash_each(validator, groups, every, seeds, repeats)
-    walk = Walk(validator, groups, every, seeds)
+        return hash_each(validator, groups=groups, points=every, seeds=seeds, repeats=repeats)
+    walk = Walk(validator, groups=groups, points=every, seeds=seeds)
     found = walk.run()
     repeats += walk.repeats
     return found
 
 
-def _check_repeats(repeats: list[Repeat], jobs: list[Job], problems: Problems) -> None:
+def _check_repeats(repeats: list[Repeat], *, jobs: list[Job], problems: Problems) -> None:
     """An include that matches no point is a point of its own; one whose point is a job
     the grid makes already changes nothing (a value written otherwise, e.g. as text)."""
     if not repeats:
@@ -208,12 +211,12 @@ def _jobs(
     ]
     if any(f.point.rows is None or f.point.sets for f in found.values()):
         # grid points read differently by construction (points._distinct); includes may not
-        _check_labels(list(found.values()), jobs, values, problems)
+        _check_labels(list(found.values()), jobs=jobs, values=values, problems=problems)
     return jobs, list(keys)
 
 
 def _check_labels(
-    found: list[Found], jobs: list[Job], values: list[tuple[str, ...]], problems: Problems
+    found: list[Found], *, jobs: list[Job], values: list[tuple[str, ...]], problems: Problems
 ) -> None:
     """Two jobs that would read the same (a setting differing only in how it is
     written): refused at the include that made the second."""
@@ -251,7 +254,7 @@ def _displays(
                 shown.append(values)
                 continue
         listed = [""] * n  # a point added by include may lack some axes
-        for a in point_assignments(groups, p, seed):
+        for a in point_assignments(groups, p, seed=seed):
             listed[where[a.path]] = a.display
         for key, i in where.items():
             if not listed[i]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ftmatrix import catalog
 from ftmatrix.matrix import paths
@@ -59,7 +59,7 @@ class Rule:
         return where if key is None else (*where, self.written[key])
 
 
-def check_path(key: str, origin: YamlPath, problems: Problems) -> bool:
+def check_path(key: str, origin: YamlPath, *, problems: Problems) -> bool:
     """Whether `key` addresses a config field; reported where it was written if not."""
     message = paths.check(key)
     if message:
@@ -74,8 +74,8 @@ def groups(spec: MatrixSpec, problems: Problems) -> list[Group]:
     """The grid axes and zip groups, in file order. Broken ones are reported and left
     out, so that the rest of the matrix is still checked, and no two groups left set
     the same setting."""
-    found = [_axis(key, values, problems) for key, values in spec.grid.items()]
-    found += [_zip(g, zipped, spec, problems) for g, zipped in enumerate(spec.zip_)]
+    found = [_axis(key, values, problems=problems) for key, values in spec.grid.items()]
+    found += [_zip(g, zipped, spec=spec, problems=problems) for g, zipped in enumerate(spec.zip_)]
     out = _apart([g for g in found if g is not None], problems)
     if spec.seeds:
         if any(paths.overlap(leaf, "train.seed") for g in out for leaf in _leaves(g)):
@@ -86,9 +86,9 @@ def groups(spec: MatrixSpec, problems: Problems) -> list[Group]:
     return out
 
 
-def _axis(key: str, values: Any, problems: Problems) -> Group | None:
+def _axis(key: str, values: Any, *, problems: Problems) -> Group | None:
     origin = ("grid", key)
-    if not check_path(key, origin, problems):
+    if not check_path(key, origin, problems=problems):
         return None
     if not isinstance(values, (list, dict)):
         problems.add(
@@ -109,13 +109,13 @@ def _axis(key: str, values: Any, problems: Problems) -> Group | None:
         ]
     else:
         rows = [[Assignment(key, v, (*origin, i), fmt(v), ("g", key, i))] for i, v in items]
-    _distinct([row[0] for row in rows], key, problems)
+    _distinct([row[0] for row in rows], key, problems=problems)
     return Group([key], rows, origin)
 
 
-def _zip(g: int, zipped: dict[str, Any], spec: MatrixSpec, problems: Problems) -> Group | None:
+def _zip(g: int, zipped: dict[str, Any], *, spec: MatrixSpec, problems: Problems) -> Group | None:
     origin = ("zip", g)
-    keys = [k for k in zipped if check_path(k, (*origin, k), problems)]
+    keys = [k for k in zipped if check_path(k, (*origin, k), problems=problems)]
     in_grid = [k for k in keys if k in spec.grid]
     for k in in_grid:
         problems.add((*origin, k), k, "this key is both a grid axis and in zip")
@@ -143,11 +143,11 @@ def _zip(g: int, zipped: dict[str, Any], spec: MatrixSpec, problems: Problems) -
         for r in range(n)
     ]
     for col, k in enumerate(keys):
-        _distinct([row[col] for row in rows], k, problems)
+        _distinct([row[col] for row in rows], k, problems=problems)
     return Group(keys, rows, origin)
 
 
-def _distinct(column: list[Assignment], key: str, problems: Problems) -> None:
+def _distinct(column: list[Assignment], key: str, *, problems: Problems) -> None:
     """Two different values of one axis must read differently in labels and tables
     (`1` and `"1"` do not): else their jobs would share a label."""
     seen: dict[str, Assignment] = {}
@@ -182,47 +182,50 @@ def _key_leaves(g: Group, key: str) -> set[str]:
     return {leaf for row in g.rows for leaf in paths.leaves(key, row[col].value)}
 
 
+class Written(NamedTuple):
+    """A setting a key of a group writes."""
+
+    setting: str  # dotted
+    key: str  # the axis key that writes it
+    group: Group
+
+
 def _apart(found: list[Group], problems: Problems) -> list[Group]:
     """The groups, less any that sets a setting an earlier key sets (a key in two zip
     groups; an axis `train.lr` beside an axis `train` whose values set lr): one would
     silently win over the other."""
     kept: list[Group] = []
-    written: list[tuple[str, str, Group]] = []  # (setting, key, group) of kept keys
+    written: list[Written] = []  # by the kept groups
     for g in found:
-        mine: list[tuple[str, str, Group]] = []
-        clash = None
+        mine: list[Written] = []
         for key in g.keys:
             leaves = sorted(_key_leaves(g, key))
-            clash = next(
+            other = next(
                 (
-                    (key, leaf, other)
+                    (leaf, w)
                     for leaf in leaves
-                    for other in [*written, *mine]
-                    if paths.overlap(leaf, other[0])
+                    for w in [*written, *mine]
+                    if paths.overlap(leaf, w.setting)
                 ),
                 None,
             )
-            if clash is not None:
+            if other is not None:
+                _clash(g, key, leaf=other[0], other=other[1], problems=problems)
                 break
-            mine += [(leaf, key, g) for leaf in leaves]
-        if clash is None:
+            mine += [Written(leaf, key, g) for leaf in leaves]
+        else:
             kept.append(g)
             written += mine
-        else:
-            _clash(g, *clash, problems)
     return kept
 
 
-def _clash(
-    g: Group, key: str, leaf: str, other: tuple[str, str, Group], problems: Problems
-) -> None:
-    _, other_key, other_group = other
-    line = problems.positions.find(_key_origin(other_group, other_key))[0]
-    group = "grid" if other_group.origin[:1] == ("grid",) else f"zip[{other_group.origin[1]}]"
+def _clash(g: Group, key: str, *, leaf: str, other: Written, problems: Problems) -> None:
+    line = problems.positions.find(_key_origin(other.group, other.key))[0]
+    where = "grid" if other.group.origin[:1] == ("grid",) else f"zip[{other.group.origin[1]}]"
     problems.add(
         _key_origin(g, key),
         key,
-        f"this axis sets {leaf}, which the axis '{other_key}' ({group}, line {line}) sets "
+        f"this axis sets {leaf}, which the axis '{other.key}' ({where}, line {line}) sets "
         f"too: one would silently win; give each setting one axis",
     )
 
@@ -234,22 +237,21 @@ def _key_origin(g: Group, key: str) -> YamlPath:
 # ------------------------------------------------------------------ points
 
 
-def points(spec: MatrixSpec, groups: list[Group], problems: Problems) -> list[Point]:
+def points(spec: MatrixSpec, groups: list[Group], *, problems: Problems) -> list[Point]:
     """Every point: the product of the groups' rows, minus excludes, plus what includes
     add (keys on matching points, or points of their own)."""
     axis_keys = {k: gi for gi, g in enumerate(groups) for k in g.keys}
     # broken entries are skipped (and reported) so that the jobs are still checked
-    excludes = [
-        r
-        for r in _rules(spec.exclude, "exclude", groups, axis_keys, problems)
-        if r.values and _matches_some(r, groups, problems)
-    ]
-    includes = _rules(spec.include, "include", groups, axis_keys, problems)
+    rules = _rules(spec.exclude, "exclude", groups=groups, axis_keys=axis_keys, problems=problems)
+    excludes = [r for r in rules if r.values and _matches_some(r, groups, problems=problems)]
+    includes = _rules(
+        spec.include, "include", groups=groups, axis_keys=axis_keys, problems=problems
+    )
     product: Iterable[tuple[int, ...]] = itertools.product(*(range(len(g.rows)) for g in groups))
     if excludes:
         product = (r for r in product if not any(_matched(r, x.match) for x in excludes))
     kept = [Point(rows) for rows in product]
-    new = _include(includes, kept, groups, axis_keys, problems)
+    new = _include(includes, kept, groups=groups, axis_keys=axis_keys, problems=problems)
     if excludes and not kept and not new:
         problems.add(
             ("exclude",),
@@ -262,6 +264,7 @@ def points(spec: MatrixSpec, groups: list[Group], problems: Problems) -> list[Po
 def _rules(
     entries: list[dict[str, Any]],
     what: str,
+    *,
     groups: list[Group],
     axis_keys: dict[str, int],
     problems: Problems,
@@ -275,7 +278,7 @@ def _rules(
         if not entry:
             problems.add(rule.origin(), f"{what}[{i}]", f"an empty {what} entry")
         for written, value in entry.items():
-            key = _resolve(str(written), value, axis_keys, short)
+            key = _resolve(str(written), value, axis_keys=axis_keys, short=short)
             if key not in axis_keys:
                 if what == "exclude":
                     problems.add(
@@ -285,7 +288,7 @@ def _rules(
                         f"{catalog.did_you_mean(str(written), [*axis_keys, *short])}",
                     )
                     continue
-                if not check_path(key, (what, i, written), problems):
+                if not check_path(key, (what, i, written), problems=problems):
                     continue
             rule.values[key], rule.written[key] = value, written
             if key in axis_keys:
@@ -297,7 +300,7 @@ def _rules(
     return out
 
 
-def _resolve(key: str, value: Any, axis_keys: dict[str, int], short: dict[str, str]) -> str:
+def _resolve(key: str, value: Any, *, axis_keys: dict[str, int], short: dict[str, str]) -> str:
     """The dotted key an include/exclude key means: itself, or the axis whose short name
     it is (`lr` -> `train.lr`, `lora` -> `lora.enabled`) when it is not itself a config
     path, or is one but is given a plain value (`lora: true`)."""
@@ -308,7 +311,7 @@ def _resolve(key: str, value: Any, axis_keys: dict[str, int], short: dict[str, s
     return short[key]
 
 
-def _matches_some(rule: Rule, groups: list[Group], problems: Problems) -> bool:
+def _matches_some(rule: Rule, groups: list[Group], *, problems: Problems) -> bool:
     """Whether an exclude matches any point; reported where it does not (a typo)."""
     for key, value in rule.values.items():
         gi = next(i for i, g in enumerate(groups) if key in g.keys)  # an axis key
@@ -346,6 +349,7 @@ def matches(a: Assignment, value: Any) -> bool:
 def _include(
     includes: list[Rule],
     kept: list[Point],
+    *,
     groups: list[Group],
     axis_keys: dict[str, int],
     problems: Problems,
@@ -356,7 +360,9 @@ def _include(
     for rule in includes:
         if not rule.values:
             continue
-        extra = [_assignment(rule, k, v) for k, v in rule.values.items() if k not in axis_keys]
+        extra = [
+            _assignment(rule, k, value=v) for k, v in rule.values.items() if k not in axis_keys
+        ]
         hit = [p for p in kept if p.rows is not None and _matched(p.rows, rule.match)]
         for p in hit:
             p.sets = [s for s in p.sets if s.path not in rule.values] + extra
@@ -368,17 +374,20 @@ def _include(
                 f"an include adds keys that are not axes, or is a point of its own",
             )
         if not hit:
-            own = [_own(rule, k, v, groups, axis_keys) for k, v in rule.values.items()]
+            own = [
+                _own(rule, k, value=v, groups=groups, axis_keys=axis_keys)
+                for k, v in rule.values.items()
+            ]
             new.append(Point(None, own))
     return new
 
 
-def _assignment(rule: Rule, key: str, value: Any) -> Assignment:
+def _assignment(rule: Rule, key: str, *, value: Any) -> Assignment:
     return Assignment(key, value, rule.origin(key), fmt(value), ("i", rule.index, key))
 
 
 def _own(
-    rule: Rule, key: str, value: Any, groups: list[Group], axis_keys: dict[str, int]
+    rule: Rule, key: str, *, value: Any, groups: list[Group], axis_keys: dict[str, int]
 ) -> Assignment:
     """An assignment of a point an include adds; a value of an axis (or a label naming
     one) is that axis's value, so that it shares its validation."""
@@ -389,4 +398,4 @@ def _own(
         if same:
             a = same[0]
             return Assignment(key, a.value, rule.origin(key), a.display, a.source)
-    return _assignment(rule, key, value)
+    return _assignment(rule, key, value=value)

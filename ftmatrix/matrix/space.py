@@ -66,7 +66,7 @@ def check(
     task = jobs[0].part("task") if jobs else "image-classification"
     _check_values(dists, task=task, validator=validator)
     if dists and jobs and len(problems) == before:
-        _check_trials(dists, jobs, problems)
+        _check_trials(dists, jobs, problems=problems)
     return dists
 
 
@@ -96,7 +96,7 @@ def _check_values(dists: list[Dist], *, task: str, validator: Validator) -> None
                     validator.unit(entry.unit, [entry], task)
 
 
-def _check_trials(dists: list[Dist], jobs: list[Job], problems: Problems) -> None:
+def _check_trials(dists: list[Dist], jobs: list[Job], *, problems: Problems) -> None:
     """Refuse a grid point none of whose sample trials (each setting at its low end, at
     its high end, in the middle, each choice in turn) is a valid job: its whole budget
     would go to failing trials."""

@@ -85,7 +85,7 @@ class Validator:
         if unit == "task":
             result = self._task(raw, assignments)
         elif field_name:
-            result = self._train_field(field_name, raw, assignments)
+            result = self._train_field(field_name, raw, assignments=assignments)
         elif raw is None and JobConfig.model_fields[section].is_required():
             self.problems.add(
                 ("base",), f"base.{section}", f"required: every job needs `{section}:`"
@@ -93,7 +93,7 @@ class Validator:
             result = None
         else:
             assert task is not None  # only the task unit is checked without one
-            result = self._section(section, raw, assignments, task)
+            result = self._section(section, raw, assignments=assignments, task=task)
         self.cache[key] = result
         return result
 
@@ -109,33 +109,26 @@ class Validator:
         )
         return None
 
-    def _train_field(self, name: str, raw: Any, assignments: list[Assignment]) -> Checked | None:
+    def _train_field(self, name: str, raw: Any, *, assignments: list[Assignment]) -> Checked | None:
         try:
             value = getattr(TrainConfig.model_validate({} if raw is None else {name: raw}), name)
         except ValidationError as err:
             for e in err.errors():
-                self.report_error("train", e, assignments)
+                report_error(self.problems, e, section="train", assignments=assignments)
             return None
         norm = normalized_train_field(name, _dump_field(name, value))
         return Checked(value, "" if norm is DROP else canonical_json(norm))
 
     def _section(
-        self, section: str, raw: Any, assignments: list[Assignment], task: str
+        self, section: str, raw: Any, *, assignments: list[Assignment], task: str
     ) -> Checked | None:
         try:
             value = SECTION_MODELS[section].model_validate({} if raw is None else raw)
         except ValidationError as err:
             for e in err.errors():
-                self.report_error(section, e, assignments)
+                report_error(self.problems, e, section=section, assignments=assignments)
             return None
         return Checked(value, canonical_json(normalized_section(section, value, task=task)))
-
-    def report_error(self, section: str, error: Any, assignments: list[Assignment]) -> None:
-        """A pydantic error of `section`, placed at the value that caused it."""
-        dotted = errors.config_key(section, error)
-        parent = dotted.rpartition(".")[0]
-        message = errors.message(error, fields=paths.fields_of(parent), parent=parent)
-        self.problems.add(origin_of(dotted, assignments), dotted, message)
 
     def base_units(self, task: str) -> BaseUnits:
         """Every unit as the base alone gives it, for one task, and the canonical JSON
@@ -184,26 +177,37 @@ class Validator:
                 self.problems.add(origin_of(dotted, assignments), dotted, message)
         return not cross
 
-    def check_train_section(self) -> None:
-        """Validate what no unit covers: unknown keys and the shape of base.train."""
-        train = self.base.get("train")
-        if train is None:
-            return
-        if not isinstance(train, dict):
-            self.problems.add(("base", "train"), "base.train", "must be a mapping of settings")
-            return
-        try:
-            TrainConfig.model_validate(train)
-        except ValidationError as err:
-            for e in err.errors():
-                self.report_error("train", e, [])
-
     def uses_teachers(self) -> bool:
         """Whether any validated distill unit picks its teacher among the jobs."""
         return any(
             key[0] == "distill" and got and got.value.enabled and got.value.teacher_job
             for key, got in self.cache.items()
         )
+
+
+def report_error(
+    problems: Problems, error: Any, *, section: str, assignments: list[Assignment]
+) -> None:
+    """A pydantic error of `section`, placed at the value that caused it."""
+    dotted = errors.config_key(section, error)
+    parent = dotted.rpartition(".")[0]
+    message = errors.message(error, fields=paths.fields_of(parent), parent=parent)
+    problems.add(origin_of(dotted, assignments), dotted, message)
+
+
+def check_train_section(base: dict[str, Any], problems: Problems) -> None:
+    """Validate what no unit covers: unknown keys and the shape of base.train."""
+    train = base.get("train")
+    if train is None:
+        return
+    if not isinstance(train, dict):
+        problems.add(("base", "train"), "base.train", "must be a mapping of settings")
+        return
+    try:
+        TrainConfig.model_validate(train)
+    except ValidationError as err:
+        for e in err.errors():
+            report_error(problems, e, section="train", assignments=[])
 
 
 def _dump_field(name: str, value: Any) -> Any:

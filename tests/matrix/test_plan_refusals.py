@@ -7,11 +7,15 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ftmatrix.cli import app
+from ftmatrix.identity import job_id
 from ftmatrix.matrix import plan
-from ftmatrix.matrix.load import MatrixError
+from ftmatrix.matrix.load import MatrixError, Positions
+from ftmatrix.matrix.spec import validate_spec
 
 HEAD = """\
 name: t
@@ -290,3 +294,72 @@ def test_an_include_of_a_new_point_is_still_a_job_of_its_own(tmp_path):
         )
     )
     assert [j.config.train.lr for j in p.jobs] == [0.5]
+
+
+# ------------------------------------------------------- any structure at all
+
+ANY_KEYS = [
+    "train.lr", "train.epochs", "lr", "epochs", "train", "lora", "lora.r", "lora.enabled",
+    "train.optimizer", "train.optimizer.momentum", "train.seed", "model.config.x",
+    "model.config", "model.name", "task", "distill.enabled", "nope", "train.loss", "seed",
+]  # fmt: skip
+ANY_VALUES = st.sampled_from(
+    [0.1, 0.01, 1, 2, "1", True, False, None, "sgd", "focal", [], {}, [1, 2], {"a": 1},
+     {"lr": 0.1}, {"enabled": True, "r": 4}, {"x": 1}, "resnet18", 1e-4, -1, {"seed": 3},
+     {"optimizer": "sgd"}, "text-classification"]
+)  # fmt: skip
+ANY_KEY = st.sampled_from(ANY_KEYS)
+ANY_AXIS = st.one_of(
+    st.lists(ANY_VALUES, max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b", 1, "1", "off"]), ANY_VALUES, max_size=3),
+    ANY_VALUES,
+)
+ANY_ENTRIES = st.lists(st.dictionaries(ANY_KEY, ANY_VALUES, max_size=2), max_size=3)
+
+
+@st.composite
+def structures(draw):
+    data = {
+        "name": "f",
+        "base": {
+            "data": {"builtin": "digits"},
+            "model": {"name": draw(st.sampled_from(["resnet18", "google/vit-base-patch16-224"]))},
+            "lora": {"target_modules": ["conv1"]},
+            "train": {
+                "optimizer": draw(st.sampled_from(["sgd", {"name": "sgd", "momentum": 0.9}]))
+            },
+        },
+        "grid": draw(st.dictionaries(ANY_KEY, ANY_AXIS, max_size=3)),
+        "include": draw(ANY_ENTRIES),
+        "exclude": draw(ANY_ENTRIES),
+        "seeds": draw(st.lists(st.integers(0, 3), max_size=3)),
+    }
+    n = draw(st.integers(1, 3))
+    data["zip"] = draw(
+        st.lists(
+            st.dictionaries(ANY_KEY, st.lists(ANY_VALUES, min_size=n, max_size=n), max_size=2),
+            max_size=2,
+        )
+    )
+    return data
+
+
+@settings(max_examples=200, deadline=None)
+@given(structures())
+def test_any_structure_plans_with_distinct_labels_or_is_refused_cleanly(data):
+    """Keys set twice, short names, odd values anywhere: a plan whose jobs all have a
+    label of their own, or MatrixError with every problem located; nothing else."""
+    positions = Positions("<fuzz>")
+    spec, problems = validate_spec(data, positions)
+    if spec is None:
+        return
+    try:
+        p = plan.expand(spec, positions=positions, problems=problems)
+    except MatrixError:
+        return
+    if problems:
+        assert all(problem.line >= 1 for problem in problems)
+        return
+    labels = [j.label for j in p.jobs]
+    assert p.jobs and len(set(labels)) == len(labels)
+    assert all(j.id == job_id(j.config) for j in p.jobs[:20])
