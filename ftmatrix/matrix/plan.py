@@ -12,9 +12,12 @@ that vary, and its validated JobConfig. The steps, each in its own module:
     teachers.py    distillation teachers picked among the jobs
     space.py       the search space checked against the job schema
     jobs.py        Job and Plan
+    problems.py    where each problem is reported (errors.py: pydantic's, in our words)
 
 `load_plan` and `expand` are the entry points; every problem of a file is reported at
-once (MatrixError), each at file:line:col with its dotted key.
+once (MatrixError), each at file:line:col with its dotted key. Whatever a matrix sets
+merges onto what `base` set there (paths.assign): a mapping key by key, and a section
+written by its name alone (`train.optimizer: sgd`) as `{name: sgd}`.
 """
 
 from __future__ import annotations
