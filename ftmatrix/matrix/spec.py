@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ftmatrix import catalog
 from ftmatrix.bounds import MAX_NAME, Seed
+from ftmatrix.matrix import errors
 from ftmatrix.matrix.executors import ExecutorSpec
 from ftmatrix.matrix.load import MatrixError, Positions, Problem, parse_yaml, read
 from ftmatrix.matrix.search import SearchSpec
@@ -106,16 +106,10 @@ def validate_spec(
 
 
 def spec_problem(e: Mapping[str, Any], loc: tuple, positions: Positions) -> Problem:
-    key = ".".join(str(p) for p in loc)
-    message = e["msg"]
-    if e["type"] == "extra_forbidden":
-        fields = [f.alias or n for n, f in MatrixSpec.model_fields.items()]
-        message = f"unknown key '{loc[-1]}'{catalog.did_you_mean(str(loc[-1]), fields)}"
-    elif e["type"] == "missing":
-        message = "required key missing"
-    elif e["type"] != "unknown_name" and not isinstance(e.get("input"), (dict, list)):
-        message = f"{message} (got {e.get('input')!r})"
-    return positions.problem(loc, key, message.removeprefix("Value error, "))
+    """A pydantic error of the matrix schema at `loc`, as a problem at its place."""
+    fields = [f.alias or n for n, f in MatrixSpec.model_fields.items()]
+    text = errors.message({**e, "loc": loc}, fields=fields)
+    return positions.problem(loc, ".".join(str(p) for p in loc), text)
 
 
 # Sections whose settings apply only when their `enabled` is true.
