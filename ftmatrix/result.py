@@ -52,9 +52,11 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+_M = TypeVar("_M", bound=BaseModel)
 
 ErrorClass = Literal[
     "oom",  # out of (GPU or host) memory
@@ -332,15 +334,24 @@ class DamagedFile(Exception):
         self.problem = problem
 
 
+def read_bytes(path: str | os.PathLike) -> bytes | None:
+    """A run-folder file's bytes; None when it is absent, DamagedFile when unreadable."""
+    try:
+        with open(path, "rb") as f:  # (not pathlib: status and report read thousands)
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:  # a directory, no permission, a NUL in the name
+        problem = getattr(err, "strerror", None) or err
+        raise DamagedFile(path, f"cannot read it ({problem})") from None
+
+
 def read_text(path: str | os.PathLike) -> str | None:
     """A run-folder file's text; None when it is absent. DamagedFile when it cannot be
     read or is not UTF-8."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
+    data = read_bytes(path)
+    if data is None:
         return None
-    except OSError as err:
-        raise DamagedFile(path, f"cannot read it ({err.strerror or err})") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -350,8 +361,10 @@ def read_text(path: str | os.PathLike) -> str | None:
 def read_json_object(path: str | os.PathLike) -> dict[str, Any] | None:
     """A JSON file that must hold an object (config.json, ...); None when absent."""
     text = read_text(path)
-    if text is None:
-        return None
+    return None if text is None else _json_object(path, text)
+
+
+def _json_object(path: str | os.PathLike, text: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except ValueError as err:
@@ -363,7 +376,24 @@ def read_json_object(path: str | os.PathLike) -> dict[str, Any] | None:
     return data
 
 
-def _validated(model: type[BaseModel], path: Path, data: Any) -> Any:
+def _record(model: type[_M], path: str | os.PathLike) -> _M | None:
+    """The file as a `model`; None when absent. Whole files take pydantic's JSON parser
+    in one step; only a file it refuses is read again, slowly, to say what is wrong."""
+    data = read_bytes(path)
+    if data is None:
+        return None
+    try:
+        return model.model_validate_json(data)
+    except ValueError:  # (ValidationError among them)
+        pass
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DamagedFile(path, f"not UTF-8 (byte {err.start})") from None
+    return _validated(model, path, _json_object(path, text))
+
+
+def _validated(model: type[_M], path: str | os.PathLike, data: Any) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as err:
@@ -375,56 +405,56 @@ def _validated(model: type[BaseModel], path: Path, data: Any) -> Any:
 
 def read_result(job_dir: str | os.PathLike) -> Result | None:
     """The job's Result; None when it has not finished (no result.json)."""
-    path = Path(job_dir) / RESULT
-    data = read_json_object(path)
-    return None if data is None else _validated(Result, path, data)
+    return _record(Result, os.path.join(job_dir, RESULT))
 
 
 def read_config(job_dir: str | os.PathLike) -> dict[str, Any] | None:
     """config.json as plain data (the trainer validates it as a JobConfig itself)."""
-    return read_json_object(Path(job_dir) / CONFIG)
+    return read_json_object(os.path.join(job_dir, CONFIG))
 
 
 def read_plan(root: str | os.PathLike) -> PlanFile | None:
     """runs/<matrix>/plan.json; None when the matrix never ran."""
-    path = Path(root) / PLAN
-    data = read_json_object(path)
-    return None if data is None else _validated(PlanFile, path, data)
+    return _record(PlanFile, os.path.join(root, PLAN))
 
 
 def read_search(root: str | os.PathLike) -> dict[str, Any] | None:
     """search.json as plain data, checked against `SearchSummary` (every field it
     names is there, with its type); None when the run folder holds no search."""
-    path = Path(root) / SEARCH_SUMMARY
-    data = read_json_object(path)
-    if data is None:
-        return None
-    return _validated(SearchSummary, path, data).model_dump(mode="json")
+    summary = _record(SearchSummary, os.path.join(root, SEARCH_SUMMARY))
+    return None if summary is None else summary.model_dump(mode="json")
 
 
 def read_metrics(job_dir: str | os.PathLike) -> list[EpochMetrics]:
     """Epoch lines of metrics.jsonl ([] when absent). A torn last line (no newline:
     its writer was killed) is skipped; any other line that is not an epoch is damage."""
-    path = Path(job_dir) / METRICS
+    path = os.path.join(job_dir, METRICS)
     text = read_text(path)
     if text is None:
         return []
-    lines = text.split("\n")
     rows = []
-    for number, line in enumerate(lines[:-1], 1):  # the last piece has no newline
+    for number, line in enumerate(text.split("\n")[:-1], 1):  # the last has no newline
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-        except ValueError as err:
-            raise DamagedFile(path, f"line {number}: not valid JSON ({err})") from None
-        try:
-            rows.append(EpochMetrics.model_validate(data))
-        except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "the line"
-            raise DamagedFile(path, f"line {number}: {where}: {first['msg']}") from None
+            rows.append(EpochMetrics.model_validate_json(line))
+        except ValueError:
+            rows.append(_epoch_line(path, number, line))
     return rows
+
+
+def _epoch_line(path: str, number: int, line: str) -> EpochMetrics:
+    """A line pydantic's JSON parser refused, read again to say what is wrong with it."""
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError) as err:
+        raise DamagedFile(path, f"line {number}: not valid JSON ({err})") from None
+    try:
+        return EpochMetrics.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the line"
+        raise DamagedFile(path, f"line {number}: {where}: {first['msg']}") from None
 
 
 def read_progress(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict[str, Any]], int]:

@@ -99,13 +99,15 @@ def load(root: Path, *, curves: bool = True) -> Study:
     else:
         entries, name, description, axes = plan.jobs, plan.name, plan.description, plan.axes
     rows = [_row(root / e.id, e, curves=curves, problems=problems) for e in entries]
-    planned = {e.id for e in entries}
-    stale = sum(1 for p in _job_folders(root) if p.name not in planned)
+    stale = len(_job_folders(root, leaving={e.id for e in entries}))
     return Study(name, description, axes, rows, stale, root, problems)
 
 
-def _job_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / CONFIG).exists())
+def _job_folders(root: Path, *, leaving: set[str] | frozenset[str] = frozenset()) -> list[Path]:
+    """The job folders (holding a config.json) whose names are not in `leaving`."""
+    return sorted(
+        p for p in root.iterdir() if p.name not in leaving and p.is_dir() and (p / CONFIG).exists()
+    )
 
 
 def _check_ids(root: Path, entries: list[PlanEntry]) -> None:
@@ -129,10 +131,10 @@ def _row(job_dir: Path, entry: PlanEntry, *, curves: bool, problems: list[str]) 
     row.state = result.status
     row.error = result.error_class
     if result.test is not None:
-        test = result.test.model_dump()
         for key in METRIC_FIELDS:
-            if test.get(key) is not None:
-                row.metrics[f"test.{key}"] = float(test[key])
+            value = getattr(result.test, key)
+            if value is not None:
+                row.metrics[f"test.{key}"] = float(value)
         row.per_class = result.test.per_class_accuracy
         row.k = result.test.k
     if result.params is not None:
