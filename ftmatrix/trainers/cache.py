@@ -13,9 +13,10 @@ only count folders holding a config.json, so the folder is never taken for a stu
 
 An entry is a folder `<key>/` holding one `.npy` per array and `manifest.json` (shape,
 dtype, byte length and xxh3_128 checksum of each array). Every job checks the whole
-entry when it opens it; xxh3 (xxhash) does that at memory speed, where sha256 made a
-later job's first epoch twice as slow as its next ones. A checksum catches damage, not
-tampering: the cache is a folder of the user's own. The key is a hash of everything the
+entry when it opens it; xxh3 (xxhash) does that 7-9x faster than sha256 did (cache
+format 1), which took about half of a later job's first epoch on cached images
+(benchmarks/data_speed.py). A checksum catches damage, not tampering: the cache is a
+folder of the user's own. The key is a hash of everything the
 arrays depend on (file names, sizes and mtimes, image size, tokenizer, ...), so a
 changed dataset is a new key; the caller chooses what goes into it.
 
