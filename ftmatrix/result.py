@@ -390,10 +390,10 @@ def _record(model: type[_M], path: str | os.PathLike) -> _M | None:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DamagedFile(path, f"not UTF-8 (byte {err.start})") from None
-    return _validated(model, path, _json_object(path, text))
+    return _validated(model, path, data=_json_object(path, text))
 
 
-def _validated(model: type[_M], path: str | os.PathLike, data: Any) -> _M:
+def _validated(model: type[_M], path: str | os.PathLike, *, data: Any) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as err:
@@ -439,11 +439,11 @@ def read_metrics(job_dir: str | os.PathLike) -> list[EpochMetrics]:
         try:
             rows.append(EpochMetrics.model_validate_json(line))
         except ValueError:
-            rows.append(_epoch_line(path, number, line))
+            rows.append(_epoch_line(path, number=number, line=line))
     return rows
 
 
-def _epoch_line(path: str, number: int, line: str) -> EpochMetrics:
+def _epoch_line(path: str, *, number: int, line: str) -> EpochMetrics:
     """A line pydantic's JSON parser refused, read again to say what is wrong with it."""
     try:
         data = json.loads(line)

@@ -111,7 +111,7 @@ def _assemble(
     image tensor, an array of texts, or a lazy `_Decoded` source."""
     text = cfg.task == "text-classification"
     plan = _plan({k: y for k, (_, y) in given.items()}, cfg.data)
-    _check_classes(plan, {k: y for k, (_, y) in given.items()}, names, data=cfg.data)
+    _check_classes(plan, labels={k: y for k, (_, y) in given.items()}, names=names, data=cfg.data)
     # each lazy source is decoded once, for all the splits cut from it
     rows: dict[str, np.ndarray] = {}
     for source, idx in plan.values():
@@ -177,9 +177,9 @@ def _plan(labels: dict[str, np.ndarray], data: DataConfig) -> dict[str, tuple[st
 
 def _check_classes(
     plan: dict[str, tuple[str, np.ndarray]],
+    *,
     labels: dict[str, np.ndarray],
     names: list[str],
-    *,
     data: DataConfig,
 ) -> None:
     """Every class that validation or test holds must have training examples: a model

@@ -210,7 +210,7 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     result.params = Params(
         trainable=trainable, total=total, trainable_percent=100.0 * trainable / max(total, 1)
     )
-    best, history = _resume(parts, state, result)
+    best, history = _resume(parts, state=state, result=result)
     result.timing["setup"] = time.time() - t0
 
     stopped_early = _epochs(parts, start=start_epoch, best=best, history=history)
@@ -340,7 +340,7 @@ def _prepare(
     )
 
 
-def _resume(p: Parts, state: dict | None, result: Result) -> tuple[dict, list[EpochMetrics]]:
+def _resume(p: Parts, *, state: dict | None, result: Result) -> tuple[dict, list[EpochMetrics]]:
     """(early-stopping state, metrics of the epochs done): from the checkpoint when
     there is one, which also restores the model, optimizer, schedule and RNGs."""
     best: dict = {"value": None, "epoch": None, "bad": 0}
