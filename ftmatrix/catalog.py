@@ -11,13 +11,20 @@ import difflib
 
 TASKS = ("image-classification", "text-classification")
 
-# name -> accepted spellings (compared after lower-casing and mapping "-" and " " to "_").
+# name -> accepted spellings (compared after lower-casing and mapping "-" and " " to "_"),
+# PyTorch's class names among them (CrossEntropyLoss -> crossentropyloss).
 LOSSES = {
-    "cross_entropy": ("cross_entropy", "crossentropy", "ce", "cross_entropy_loss"),
-    "focal": ("focal", "focal_loss"),
-    "mse": ("mse", "l2", "mse_loss"),
-    "l1": ("l1", "mae", "l1_loss"),
-    "smooth_l1": ("smooth_l1", "smoothl1", "smooth_l1_loss", "huber"),
+    "cross_entropy": (
+        "cross_entropy",
+        "crossentropy",
+        "ce",
+        "cross_entropy_loss",
+        "crossentropyloss",
+    ),
+    "focal": ("focal", "focal_loss", "focalloss"),
+    "mse": ("mse", "l2", "mse_loss", "mseloss"),
+    "l1": ("l1", "mae", "l1_loss", "l1loss"),
+    "smooth_l1": ("smooth_l1", "smoothl1", "smooth_l1_loss", "smoothl1loss", "huber", "huberloss"),
 }
 OPTIMIZERS = {
     "sgd": ("sgd",),
@@ -25,9 +32,9 @@ OPTIMIZERS = {
     "adamw": ("adamw", "adam_w"),
 }
 SCHEDULERS = {
-    "none": ("none", "constant", "off"),
+    "none": ("none", "constant", "off", "constantlr"),
     "step": ("step", "steplr", "step_lr"),
-    "cosine": ("cosine", "cosineannealing", "cosine_annealing"),
+    "cosine": ("cosine", "cosineannealing", "cosine_annealing", "cosineannealinglr"),
     "linear": ("linear", "linear_warmup", "linear_with_warmup"),
     "plateau": ("plateau", "reduce_on_plateau", "reducelronplateau", "reduce_lr_on_plateau"),
 }
@@ -170,12 +177,26 @@ def did_you_mean(word: str, candidates) -> str:
     return f" (did you mean '{match}'?)" if match else ""
 
 
+def spelling(value: str) -> str:
+    """How a name is compared: lower case, '-' and ' ' as '_'."""
+    return value.strip().lower().replace("-", "_").replace(" ", "_")
+
+
 def canonical(value: object, names: dict[str, tuple[str, ...]]) -> str | None:
     """The canonical name for a spelling in `names`, or None when it is unknown."""
     if not isinstance(value, str):
         return None
-    key = value.strip().lower().replace("-", "_").replace(" ", "_")
+    key = spelling(value)
     for name, spellings in names.items():
         if key == name or key in spellings:
             return name
     return None
+
+
+def did_you_mean_name(value: object, names: dict[str, tuple[str, ...]]) -> str:
+    """' (did you mean 'x'?)' for an unknown name, 'x' canonical: the nearest of every
+    accepted spelling (MSELos is near mseloss, so 'mse'); '' when none is near."""
+    key = spelling(str(value))
+    owner = {s: name for name, spellings in names.items() for s in (name, *spellings)}
+    match = difflib.get_close_matches(key, list(owner), n=1, cutoff=0.6)
+    return f" (did you mean '{owner[match[0]]}'?)" if match else ""

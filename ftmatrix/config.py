@@ -4,7 +4,9 @@ A matrix (ftmatrix/matrix/) is expanded into many of these; the trainer process 
 one from `RUN_DIR/config.json`. Every field has a default and a description, so the
 JSON Schema printed by `ftmatrix schema` documents the whole language.
 
-Imports only the standard library and pydantic: validation must never load torch.
+The `train:` section lives in training.py, the base of every section in sections.py;
+both are re-exported here. Imports only the standard library and pydantic: validation
+must never load torch.
 """
 
 from __future__ import annotations
@@ -12,51 +14,32 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ftmatrix import catalog
-from ftmatrix.bounds import MAX_BATCH, MAX_EPOCHS, MAX_EXAMPLES, Float, Int, Seed
+from ftmatrix.bounds import MAX_EXAMPLES, Float, Int, Seed
+from ftmatrix.sections import Section
+from ftmatrix.training import (  # re-exported: `from ftmatrix.config import TrainConfig`
+    EarlyStoppingConfig,
+    LossConfig,
+    OptimizerConfig,
+    SchedulerConfig,
+    TestEpochConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "EarlyStoppingConfig",
+    "JobConfig",
+    "LossConfig",
+    "OptimizerConfig",
+    "SchedulerConfig",
+    "TestEpochConfig",
+    "TrainConfig",
+]
 
 Task = Literal["image-classification", "text-classification"]
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, instances are immutable,
-    and no float setting is nan or infinite."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def _name_validator(names: dict[str, tuple[str, ...]], what: str):
-    """A before-validator that maps accepted spellings to one canonical name."""
-
-    def check(value: Any) -> str:
-        name = catalog.canonical(value, names)
-        if name is None:
-            raise PydanticCustomError(
-                "unknown_name",
-                "unknown {what} '{value}'; expected one of: {choices}{hint}",
-                {
-                    "what": what,
-                    "value": value,
-                    "choices": ", ".join(names),
-                    "hint": catalog.did_you_mean(str(value).lower(), names),
-                },
-            )
-        return name
-
-    return check
-
-
-def _named(cls_name: str):
-    """Lets a section be written as its name alone: `loss: focal` == `loss: {name: focal}`."""
-
-    def wrap(value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-    wrap.__name__ = f"{cls_name}_from_name"
-    return wrap
 
 
 # --------------------------------------------------------------------------- data
@@ -294,185 +277,6 @@ class LoraConfig(Section):
 # -------------------------------------------------------------------------- train
 
 
-class OptimizerConfig(Section):
-    """The optimizer and its settings (those of other optimizers are ignored)."""
-
-    name: str = Field("adamw", description="sgd | adam | adamw.")
-    weight_decay: Float = Field(0.0, ge=0, le=10, description="Weight decay (decoupled for adamw).")
-    momentum: Float = Field(0.0, ge=0, lt=1, description="SGD momentum.")
-    nesterov: bool = Field(False, description="SGD Nesterov momentum (needs momentum > 0).")
-    betas: tuple[Float, Float] = Field((0.9, 0.999), description="Adam/AdamW betas.")
-    eps: Float = Field(1e-8, gt=0, le=1, description="Adam/AdamW epsilon.")
-
-    _from_name = model_validator(mode="before")(_named("optimizer"))
-    _name = field_validator("name", mode="before")(_name_validator(catalog.OPTIMIZERS, "optimizer"))
-
-    @model_validator(mode="after")
-    def _nesterov(self) -> OptimizerConfig:
-        if self.name == "sgd" and self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov needs momentum > 0")
-        if not all(0 <= b < 1 for b in self.betas):
-            raise ValueError("betas must lie in [0, 1)")
-        return self
-
-
-class SchedulerConfig(Section):
-    """How the learning rate changes over training."""
-
-    name: str = Field("none", description="none | step | cosine | linear | plateau.")
-    step_size: Int = Field(7, gt=0, le=MAX_EPOCHS, description="step: epochs between decays.")
-    gamma: Float = Field(0.1, gt=0, le=1, description="step: decay factor.")
-    warmup_fraction: Float = Field(
-        0.0, ge=0, lt=1, description="linear/cosine: share of all steps spent warming up."
-    )
-    patience: Int = Field(
-        2, ge=0, le=MAX_EPOCHS, description="plateau: epochs without improvement."
-    )
-    factor: Float = Field(0.1, gt=0, lt=1, description="plateau: decay factor.")
-
-    _from_name = model_validator(mode="before")(_named("scheduler"))
-    _name = field_validator("name", mode="before")(_name_validator(catalog.SCHEDULERS, "scheduler"))
-
-
-class LossConfig(Section):
-    """The training loss. Regression losses compare softmax output with one-hot targets."""
-
-    name: str = Field("cross_entropy", description="cross_entropy | focal | mse | l1 | smooth_l1.")
-    label_smoothing: Float = Field(0.0, ge=0, lt=1, description="cross_entropy: smoothing.")
-    class_weights: list[Float] | Literal["balanced"] | None = Field(
-        None,
-        max_length=100_000,
-        description="cross_entropy/focal: one weight per class, or 'balanced'.",
-    )
-    gamma: Float = Field(2.0, ge=0, le=100, description="focal: focusing parameter.")
-    alpha: Float | None = Field(
-        None, ge=0, le=1, description="focal: weight of the positive term (None: off)."
-    )
-    beta: Float = Field(1.0, gt=0, le=1_000, description="smooth_l1: where L1 turns into L2.")
-
-    _from_name = model_validator(mode="before")(_named("loss"))
-    _name = field_validator("name", mode="before")(_name_validator(catalog.LOSSES, "loss"))
-
-    @field_validator("class_weights", mode="before")
-    @classmethod
-    def _weights_shape(cls, v: Any) -> Any:
-        # one clear message instead of one per member of the union
-        if isinstance(v, list) and not all(
-            isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) for w in v
-        ):
-            raise ValueError(f"class_weights must be finite numbers, one per class (got {v!r})")
-        return v
-
-    @field_validator("class_weights")
-    @classmethod
-    def _positive(cls, v):
-        if isinstance(v, list) and (not v or any(w < 0 for w in v) or not any(v)):
-            raise ValueError(
-                "class_weights must be non-negative numbers, one per class, not all zero"
-            )
-        return v
-
-
-class EarlyStoppingConfig(Section):
-    """Stop when the monitored validation metric stops improving."""
-
-    enabled: bool = Field(False, description="Turn early stopping on.")
-    patience: Int = Field(
-        5, gt=0, le=MAX_EPOCHS, description="Epochs without improvement before stopping."
-    )
-    metric: Literal["val_loss", "val_accuracy", "val_f1"] = Field(
-        "val_loss", description="The metric to monitor."
-    )
-    mode: Literal["auto", "min", "max"] = Field(
-        "auto", description="min or max is better; auto: min for losses, max otherwise."
-    )
-    min_delta: Float = Field(
-        0.0, ge=0, le=1e6, description="Smallest change that counts as better."
-    )
-
-    @field_validator("mode")
-    @classmethod
-    def _mode_fits_metric(cls, v: str, info: ValidationInfo) -> str:
-        metric = info.data.get("metric")
-        if metric is None or v == "auto":
-            return v
-        better = "min" if metric.endswith("loss") else "max"
-        if v != better:
-            raise ValueError(
-                f"mode {v} contradicts metric {metric}: a {'loss' if better == 'min' else 'score'}"
-                f" is better when {'smaller' if better == 'min' else 'larger'} (mode {better}, "
-                f"or auto)"
-            )
-        return v
-
-    @model_validator(mode="after")
-    def _mode(self) -> EarlyStoppingConfig:
-        if self.mode == "auto":
-            object.__setattr__(self, "mode", "min" if self.metric.endswith("loss") else "max")
-        return self
-
-
-class TrainConfig(Section):
-    """The training loop."""
-
-    epochs: Int = Field(3, gt=0, le=MAX_EPOCHS, description="Number of epochs.")
-    batch_size: Int = Field(
-        32, gt=0, le=MAX_BATCH, description="Examples per optimizer step (per micro-batch)."
-    )
-    lr: Float = Field(1e-3, gt=0, le=10, description="Peak learning rate.")
-    optimizer: OptimizerConfig = Field(
-        default_factory=OptimizerConfig, description="Optimizer; a name alone is enough: adamw."
-    )
-    scheduler: SchedulerConfig = Field(
-        default_factory=SchedulerConfig, description="Learning-rate schedule (name or mapping)."
-    )
-    loss: LossConfig = Field(
-        default_factory=LossConfig, description="Training loss (name or mapping)."
-    )
-    early_stopping: EarlyStoppingConfig = Field(
-        default_factory=EarlyStoppingConfig, description="Stop when validation stops improving."
-    )
-    batch_size_schedule: dict[Int, Int] | None = Field(
-        None, description="Piecewise batch size by epoch: {first_epoch: batch_size}, 1-based."
-    )
-    weight_decay_schedule: dict[Int, Float] | None = Field(
-        None, description="Piecewise weight decay by epoch: {first_epoch: value}, 1-based."
-    )
-    grad_clip: Float | None = Field(
-        None, gt=0, le=1e6, description="Clip the gradient norm to this."
-    )
-    grad_accumulation: Int = Field(
-        1, gt=0, le=MAX_BATCH, description="Micro-batches per optimizer step."
-    )
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 autocast on GPUs that support it, fp32 otherwise."
-    )
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
-        "auto", description="auto: cuda, then mps, then cpu."
-    )
-    seed: Seed = Field(0, description="Seeds every random generator of the job.")
-    topk: Int = Field(5, gt=0, le=100_000, description="k of the top-k test accuracy.")
-    log_every: Int = Field(10, gt=0, le=1_000_000, description="Steps between progress lines.")
-    compile: bool = Field(False, description="Opt in to torch.compile.")
-
-    @field_validator("batch_size_schedule", "weight_decay_schedule")
-    @classmethod
-    def _schedule(cls, v: dict[int, float] | None, info) -> dict[int, float] | None:
-        if v is None:
-            return v
-        if not v or min(v) != 1:
-            raise ValueError("a schedule must start at epoch 1")
-        if max(v) > MAX_EPOCHS:
-            raise ValueError(f"a schedule's epochs must be at most {MAX_EPOCHS:,}")
-        if info.field_name == "batch_size_schedule" and any(
-            not 0 < x <= MAX_BATCH for x in v.values()
-        ):
-            raise ValueError(f"batch sizes must lie in 1..{MAX_BATCH:,}")
-        if info.field_name == "weight_decay_schedule" and any(not 0 <= x <= 10 for x in v.values()):
-            raise ValueError("weight decays must lie in [0, 10]")
-        return dict(sorted(v.items()))
-
-
 # ------------------------------------------------------------------------ distill
 
 
@@ -512,6 +316,11 @@ class OutputConfig(Section):
     )
     save_predictions: bool = Field(
         True, description="Write test predictions (predictions.npz) beside result.json."
+    )
+    keep_checkpoint: bool = Field(
+        False,
+        description="Keep checkpoint/ (what a resume needs: the last epoch's full state) "
+        "after the job is done; by default it is removed once result.json is written.",
     )
 
 

@@ -52,27 +52,43 @@ def normalized_section(name: str, section: Any, *, task: str) -> Any:
     elif name == "distill":
         if not d["enabled"]:
             return {"enabled": False}
+    elif name == "output":
+        del d["keep_checkpoint"]  # what is kept after the job, not what it learns
     elif name == "train":
         d = {k: normalized_train_field(k, v) for k, v in d.items()}
         d = {k: v for k, v in d.items() if v is not DROP}
     return d
 
 
-DROP = object()  # what `normalized_train_field` returns for a field that never matters
+DROP = object()  # what `normalized_train_field` returns for a field that does not matter
+# Train fields added after ids were first pinned: absent from the normal form while they
+# hold their default (so older ids stand), present once they change the training.
+OPTIONAL_TRAIN_FIELDS = ("lr_schedule", "test")
 _SCHEDULER_KEEPS = {
     "none": (),
     "step": ("step_size", "gamma"),
-    "cosine": ("warmup_fraction",),
-    "linear": ("warmup_fraction",),
+    "cosine": ("warmup_fraction", "warmup_steps", "warmup_epochs"),
+    "linear": ("warmup_fraction", "warmup_steps", "warmup_epochs"),
     "plateau": ("patience", "factor"),
 }
 _LOSS_KEEPS = {
     "cross_entropy": ("label_smoothing", "class_weights"),
     "focal": ("gamma", "alpha", "class_weights"),
-    "mse": (),
-    "l1": (),
-    "smooth_l1": ("beta",),
+    "mse": ("outputs",),
+    "l1": ("outputs",),
+    "smooth_l1": ("beta", "outputs"),
 }
+# Settings added later, kept in the normal form only away from their default (which
+# reproduces what ran before they existed): (field, default).
+_LATER = {"warmup_steps": 0, "warmup_epochs": 0.0, "outputs": "probabilities"}
+
+
+def _kept(value: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    kept = {"name": value["name"]}
+    for k in keys:
+        if k not in _LATER or value[k] != _LATER[k]:
+            kept[k] = value[k]
+    return kept
 
 
 def normalized_train_field(name: str, value: Any) -> Any:
@@ -80,10 +96,15 @@ def normalized_train_field(name: str, value: Any) -> Any:
 
     TrainConfig has no cross-field rules, so each field normalises on its own; the
     planner relies on this to validate and hash train settings field by field.
-    Returns `DROP` for a field that never matters.
+    Returns `DROP` for a field that does not matter (log_every always; a field of
+    OPTIONAL_TRAIN_FIELDS at its default).
     """
     if name == "log_every":
         return DROP  # how often progress is printed does not change what is learned
+    if name == "lr_schedule" and value is None:
+        return DROP
+    if name == "test":
+        return _tested_epoch(value)
     if name == "optimizer":
         opt = dict(value)
         if opt["name"] == "sgd":
@@ -94,12 +115,33 @@ def normalized_train_field(name: str, value: Any) -> Any:
             del opt["momentum"], opt["nesterov"]
         return opt
     if name == "scheduler":
-        return {"name": value["name"], **{k: value[k] for k in _SCHEDULER_KEEPS[value["name"]]}}
+        return _kept(value, _SCHEDULER_KEEPS[value["name"]])
     if name == "loss":
-        return {"name": value["name"], **{k: value[k] for k in _LOSS_KEEPS[value["name"]]}}
+        return _kept(value, _LOSS_KEEPS[value["name"]])
     if name == "early_stopping" and not value["enabled"]:
         return {"enabled": False}
     return value
+
+
+def _tested_epoch(value: dict[str, Any]) -> Any:
+    """The test rule: `last`, or `best` by a metric and mode. Best without a metric
+    (early stopping's, else val_loss) is what every job did before the rule could be
+    chosen: it keeps their ids."""
+    if value["epoch"] == "last":
+        return {"epoch": "last"}
+    if value["metric"] is None:
+        return DROP
+    return {"epoch": "best", "metric": value["metric"], "mode": value["mode"]}
+
+
+def train_fragment(name: str, normal: Any) -> str:
+    """One train field's piece of the canonical JSON, as the planner's template takes
+    it: the value alone, or for an OPTIONAL_TRAIN_FIELDS field its key, value and a
+    comma (nothing at all while it is dropped)."""
+    if normal is DROP:
+        return ""
+    text = canonical_json(normal)
+    return f'"{name}":{text},' if name in OPTIONAL_TRAIN_FIELDS else text
 
 
 def canonical_json(data: Any) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ftmatrix.config import JobConfig, TrainConfig
-from ftmatrix.identity import SECTIONS
+from ftmatrix.identity import OPTIONAL_TRAIN_FIELDS, SECTIONS
 
 YamlPath = tuple  # keys and list indices from the document root
 
@@ -128,7 +128,16 @@ def _canonical_template() -> str:
     top = []
     for name in SECTIONS:
         if name == "train":
-            inner = [f'"{f}":{{}}' for f in TRAIN_FIELDS if f != "log_every"]
+            # an optional field's slot holds its key, value and comma, or nothing
+            # (identity.train_fragment): it goes in front of the next field's key
+            inner, pending = [], ""
+            for f in TRAIN_FIELDS:
+                if f in OPTIONAL_TRAIN_FIELDS:
+                    pending += "{}"
+                elif f != "log_every":
+                    inner.append(f'{pending}"{f}":{{}}')
+                    pending = ""
+            assert not pending, "the last train field cannot be optional"
             top.append('"train":{{' + ",".join(inner) + "}}")
         else:
             top.append(f'"{name}":{{}}')

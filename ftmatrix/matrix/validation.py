@@ -16,11 +16,11 @@ from pydantic import BaseModel, ValidationError
 from ftmatrix import catalog
 from ftmatrix.config import JobConfig, TrainConfig, cross_check
 from ftmatrix.identity import (
-    DROP,
     SECTIONS,
     canonical_json,
     normalized_section,
     normalized_train_field,
+    train_fragment,
 )
 from ftmatrix.matrix import errors, paths
 from ftmatrix.matrix.load import Problem
@@ -117,7 +117,7 @@ class Validator:
                 report_error(self.problems, e, section="train", assignments=assignments)
             return None
         norm = normalized_train_field(name, _dump_field(name, value))
-        return Checked(value, "" if norm is DROP else canonical_json(norm))
+        return Checked(value, train_fragment(name, norm))
 
     def _section(
         self, section: str, raw: Any, *, assignments: list[Assignment], task: str
