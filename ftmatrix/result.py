@@ -110,7 +110,11 @@ class EpochMetrics(_Record):
     val_loss: float | None = None
     val_accuracy: float | None = None
     val_f1: float | None = Field(None, description="Macro F1 on the validation split.")
-    lr: float = Field(..., description="Learning rate at the end of the epoch.")
+    val_precision: float | None = Field(None, description="Macro precision (validation).")
+    val_recall: float | None = Field(None, description="Macro recall (validation).")
+    lr: float = Field(..., description="Learning rate of the epoch's last step.")
+    batch_size: int | None = Field(None, description="Batch size of the epoch.")
+    weight_decay: float | None = Field(None, description="Weight decay of the epoch.")
     seconds: float = Field(..., description="Wall time of the epoch (train + validation).")
     samples_per_second: float = Field(..., description="Training throughput.")
 
@@ -148,7 +152,17 @@ class Result(_Record):
     error_message: str | None = None
     log_tail: str | None = Field(None, description="Last lines of log.txt, for failures.")
     test: TestMetrics | None = None
-    best_epoch: int | None = None
+    best_epoch: int | None = Field(
+        None, description="The epoch the `best` rule picked; None when the rule is `last`."
+    )
+    tested_epoch: int | None = Field(None, description="The epoch whose weights were tested.")
+    tested_by: str | None = Field(
+        None, description="Why that epoch: 'last', or 'best val_loss (min)', and so on."
+    )
+    unranked_epochs: list[int] = Field(
+        default_factory=list,
+        description="Epochs whose ranking metric was NaN or infinite: never the best.",
+    )
     epochs_run: int = 0
     stopped_early: bool = False
     params: Params | None = None

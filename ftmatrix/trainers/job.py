@@ -2,8 +2,9 @@
 
 Reads top to bottom, in `train`: data -> model (+ LoRA, + teacher) -> loss, optimizer,
 schedule (`_prepare`) -> resume from the last checkpoint (`_resume`) -> epochs, with
-early stopping and best weights (`_epochs`) -> test with the best weights, then
-weights/ and predictions.npz (`_test`) -> result.json, last and atomically (`_run`).
+early stopping and best weights (`_epochs`) -> test with the weights of the epoch
+`train.test` names (selection.py), then weights/ and predictions.npz (`_test`) ->
+result.json, last and atomically, and checkpoint/ removed unless kept (`_run`).
 
 Exit status: 0 done; 1 failed (result.json says why: oom, nan_loss, data_error,
 config_error, crash); 130/143 after SIGINT/SIGTERM, with no result.json, so the runner
@@ -22,6 +23,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -63,6 +65,7 @@ from ftmatrix.trainers import (
     metrics,
     models,
     optim,
+    selection,
 )
 from ftmatrix.trainers import lora as lora_mod
 from ftmatrix.trainers.models import ConfigError
@@ -170,6 +173,8 @@ def _run(job_dir: Path, stop: Stop) -> int:
     result.timing["total"] = time.time() - started
     result.finished_at = _now()
     write_json_atomic(job_dir / RESULT, result.model_dump(mode="json"))
+    if not cfg.output.keep_checkpoint:  # only a resume needed it; the job is done
+        shutil.rmtree(job_dir / CHECKPOINT, ignore_errors=True)
     progress.emit("end", status="done")
     return 0
 
@@ -210,22 +215,26 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     result.params = Params(
         trainable=trainable, total=total, trainable_percent=100.0 * trainable / max(total, 1)
     )
-    best, history = _resume(parts, state=state, result=result)
+    trackers, history = _resume(parts, state=state, result=result)
     result.timing["setup"] = time.time() - t0
 
-    stopped_early = _epochs(parts, start=start_epoch, best=best, history=history)
+    stopped_early = _epochs(parts, start=start_epoch, trackers=trackers, history=history)
     result.timing["train"] = sum(m.seconds for m in history)
     result.timing["per_epoch"] = result.timing["train"] / max(len(history), 1)
 
+    rule = selection.picking_rule(cfg.train)
+    best_epoch = trackers["best"]["epoch"] if rule is not None else None
+    result.tested_epoch, result.tested_by = selection.tested(rule, best_epoch, history[-1].epoch)
+    result.unranked_epochs = selection.unranked(history, rule)
     t_eval = time.time()
-    result.test = _test(parts, best_epoch=best["epoch"])
+    result.test = _test(parts, epoch=best_epoch if result.tested_epoch == best_epoch else None)
     result.timing["eval"] = time.time() - t_eval
-    result.best_epoch = best["epoch"]
+    result.best_epoch = best_epoch
     result.epochs_run = len(history)
     result.stopped_early = stopped_early
     progress.say(
         f"test accuracy {result.test.accuracy:.4f}, macro F1 {result.test.f1_macro:.4f} "
-        f"(best epoch {best['epoch']})"
+        f"(epoch {result.tested_epoch}: {result.tested_by})"
     )
 
 
@@ -341,9 +350,10 @@ def _prepare(
 
 
 def _resume(p: Parts, *, state: dict | None, result: Result) -> tuple[dict, list[EpochMetrics]]:
-    """(early-stopping state, metrics of the epochs done): from the checkpoint when
-    there is one, which also restores the model, optimizer, schedule and RNGs."""
-    best: dict = {"value": None, "epoch": None, "bad": 0}
+    """(the epoch trackers, metrics of the epochs done): from the checkpoint when there
+    is one, which also restores the model, optimizer, schedule and RNGs. Trackers:
+    "best" ranks epochs for the test, "stopper" for early stopping (selection.py)."""
+    trackers = {"best": selection.fresh(), "stopper": selection.fresh()}
     history: list[EpochMetrics] = []
     if state:
         p.model.load_state_dict(state["model"])
@@ -352,13 +362,17 @@ def _resume(p: Parts, *, state: dict | None, result: Result) -> tuple[dict, list
         if p.scaler and state.get("scaler"):
             p.scaler.load_state_dict(state["scaler"])
         checkpoint.set_rng_state(state["rng"])
-        best = dict(state["best"])
+        # a checkpoint written before "stopper" existed tracked one rule for both
+        trackers = {
+            "best": dict(state["best"]),
+            "stopper": dict(state.get("stopper", state["best"])),
+        }
         history = [EpochMetrics.model_validate(m) for m in state["history"]]
         result.resumed_from_epoch = state["epoch"]
         p.progress.say(f"resuming after epoch {state['epoch']}")
     # metrics.jsonl holds exactly the checkpointed epochs (drops a killed epoch's line)
     write_atomic(p.job_dir / METRICS, "".join(m.model_dump_json() + "\n" for m in history))
-    return best, history
+    return trackers, history
 
 
 def splits_of(splits: data.Splits) -> list[data.Split]:
@@ -368,28 +382,23 @@ def splits_of(splits: data.Splits) -> list[data.Split]:
 # ------------------------------------------------------------------- the epochs
 
 
-def _epochs(p: Parts, *, start: int, best: dict, history: list[EpochMetrics]) -> bool:
-    """Train from epoch `start` to the last, keeping the best weights and a checkpoint
-    after each; True when early stopping ended it before the last epoch."""
+def _epochs(p: Parts, *, start: int, trackers: dict, history: list[EpochMetrics]) -> bool:
+    """Train from epoch `start` to the last, keeping the best weights (when the test
+    wants the best epoch) and a checkpoint after each; True when early stopping ended
+    it before the last epoch."""
     spec, es = p.cfg.train, p.cfg.train.early_stopping
+    picking, stopping = selection.picking_rule(spec), selection.stop_rule(spec)
+    best, stopper = trackers["best"], trackers["stopper"]
     # steps as the step events count them: batches (micro-batches under accumulation)
     steps = -(-len(p.splits.train) // optim.batch_size(spec, start))
     p.progress.emit("start", epochs=spec.epochs, steps_per_epoch=steps, start_epoch=start)
     for epoch in range(start, spec.epochs + 1):
         row = _epoch(p, epoch)
         history.append(row)
-        monitored = {
-            "val_loss": row.val_loss,
-            "val_accuracy": row.val_accuracy,
-            "val_f1": row.val_f1,
-        }[es.metric]
-        if monitored is None:  # no validation split: the last epoch is the best
-            monitored = -float(epoch) * (1.0 if es.mode == "min" else -1.0)
-        if _improved(best["value"], monitored, mode=es.mode, min_delta=es.min_delta):
-            best.update(value=monitored, epoch=epoch, bad=0)
+        if picking is not None and selection.update(best, picking, row):
             checkpoint.save_best(p.checkpoints, p.model, epoch=epoch)
-        else:
-            best["bad"] += 1
+        if stopping is not None:
+            selection.update(stopper, stopping, row)
         checkpoint.save(
             p.checkpoints,
             {
@@ -400,6 +409,7 @@ def _epochs(p: Parts, *, start: int, best: dict, history: list[EpochMetrics]) ->
                 "scaler": p.scaler.state_dict() if p.scaler else {},
                 "rng": checkpoint.rng_state(),
                 "best": best,
+                "stopper": stopper,
                 "history": [m.model_dump() for m in history],
             },
         )
@@ -415,15 +425,10 @@ def _epochs(p: Parts, *, start: int, best: dict, history: list[EpochMetrics]) ->
                 else ""
             )
         )
-        if es.enabled and best["bad"] >= es.patience:
+        if stopping is not None and stopper["bad"] >= es.patience:
             p.progress.say(f"early stopping: no improvement for {es.patience} epochs")
             return epoch < spec.epochs
     return False
-
-
-def _improved(best: float | None, value: float, *, mode: str, min_delta: float) -> bool:
-    sign = 1.0 if mode == "min" else -1.0
-    return best is None or sign * (best - value) > min_delta
 
 
 def _epoch(p: Parts, epoch: int) -> EpochMetrics:
@@ -432,6 +437,7 @@ def _epoch(p: Parts, epoch: int) -> EpochMetrics:
     poison = fault(epoch, p.stop, p.job_dir.name)
     if spec.weight_decay_schedule:
         optim.set_weight_decay(p.optimizer, optim.at_epoch(spec.weight_decay_schedule, epoch, 0.0))
+    p.schedule.start_epoch(epoch)  # lr_schedule
     batch = optim.batch_size(spec, epoch)
     train_data = loop.loader(
         p.splits.train,
@@ -464,21 +470,22 @@ def _epoch(p: Parts, epoch: int) -> EpochMetrics:
         scaler=p.scaler,
     )
     val_started = time.perf_counter()
-    val_loss = val_acc = val_f1 = None
+    val_loss, scores = None, {}
     if len(p.splits.val):
         val_loss, probs, y_val = _evaluate(p, p.splits.val, batch_size=batch)
-        pred = probs.argmax(axis=1)
-        val_acc = float((pred == y_val).mean())
-        val_f1 = metrics.f1_macro(y_val, pred)
+        scores = metrics.epoch_scores(y_val, probs.argmax(axis=1))
+    group = p.optimizer.param_groups[0]
+    lr = group["lr"]  # what the epoch's last step used: read before an epoch-wise schedule
     p.schedule.after_epoch(val_loss)
     return EpochMetrics(
         epoch=epoch,
         train_loss=stats.loss,
         train_accuracy=stats.accuracy,
         val_loss=val_loss,
-        val_accuracy=val_acc,
-        val_f1=val_f1,
-        lr=p.optimizer.param_groups[0]["lr"],
+        **scores,
+        lr=lr,
+        batch_size=batch,
+        weight_decay=group.get("weight_decay"),
         seconds=stats.seconds + time.perf_counter() - val_started,
         samples_per_second=stats.samples / max(stats.seconds, 1e-9),
     )
@@ -500,14 +507,15 @@ def _evaluate(p: Parts, split: data.Split, *, batch_size: int):
 # ------------------------------------------------------------------- the test
 
 
-def _test(p: Parts, *, best_epoch: int | None):
-    """Test metrics with the best weights; weights/ and predictions.npz as configured."""
+def _test(p: Parts, *, epoch: int | None):
+    """Test metrics with the weights of the best `epoch` (None: the last epoch's, in the
+    model now); weights/ and predictions.npz as configured."""
     output = p.cfg.output
     if output.save_weights == "last":  # before the best weights replace them
         checkpoint.export(
             p.job_dir / WEIGHTS, p.model, lora=p.cfg.lora.enabled, pretrained=p.cfg.model.pretrained
         )
-    checkpoint.load_best(p.checkpoints, p.model, epoch=best_epoch)
+    checkpoint.load_best(p.checkpoints, p.model, epoch=epoch)
     test_loss, probs, y_test = _evaluate(p, p.splits.test, batch_size=p.cfg.train.batch_size)
     test = metrics.test_metrics(
         y_true=y_test,

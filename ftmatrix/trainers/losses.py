@@ -1,5 +1,6 @@
-"""Losses for classification. The regression losses (MSE, L1, smooth L1) compare the
-softmax probabilities with one-hot targets, so they work without converting labels."""
+"""Losses for classification. The regression losses (MSE, L1, smooth L1) compare one-hot
+targets with the softmax probabilities, or with the raw outputs (`outputs: logits`, as
+`nn.MSELoss()(model(x), one_hot)` would), so they work without converting labels."""
 
 from __future__ import annotations
 
@@ -39,15 +40,16 @@ def build(spec: LossConfig, *, weights: torch.Tensor | None, num_classes: int) -
             logits, y, gamma=spec.gamma, alpha=spec.alpha, weights=weights
         )
     regression = {"mse": F.mse_loss, "l1": F.l1_loss, "smooth_l1": None}[spec.name]
+    raw = spec.outputs == "logits"
 
-    def on_probabilities(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        probs = logits.float().softmax(dim=-1)
+    def against_one_hot(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = logits.float() if raw else logits.float().softmax(dim=-1)
         target = F.one_hot(y, num_classes).float()
         if regression is None:
-            return F.smooth_l1_loss(probs, target, beta=spec.beta)
-        return regression(probs, target)
+            return F.smooth_l1_loss(out, target, beta=spec.beta)
+        return regression(out, target)
 
-    return on_probabilities
+    return against_one_hot
 
 
 def focal(

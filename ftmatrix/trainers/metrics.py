@@ -12,11 +12,27 @@ def f1_macro(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0))
 
 
+def epoch_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """An epoch's validation scores: accuracy and macro F1, precision and recall."""
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(
+        y_true, y_pred, average="macro", zero_division=0
+    )
+    return {
+        "val_accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "val_f1": float(f1),
+        "val_precision": float(precision),
+        "val_recall": float(recall),
+    }
+
+
 def test_metrics(
     *, y_true: np.ndarray, probs: np.ndarray, loss: float, class_names: list[str], k: int
 ) -> TestMetrics:
-    """Every number result.json reports about the test split."""
+    """Every number result.json reports about the test split. Outputs that are NaN or
+    infinite (a diverged model) count as no vote for their class: the metrics say how
+    bad it is instead of failing the job."""
     labels = np.arange(len(class_names))
+    probs = np.where(np.isfinite(probs), probs, 0.0)
     y_pred = probs.argmax(axis=1)
     cm = skm.confusion_matrix(y_true, y_pred, labels=labels)
     support = cm.sum(axis=1)

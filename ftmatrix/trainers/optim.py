@@ -1,8 +1,9 @@
 """Optimizers and learning-rate schedules (torch.optim and transformers.get_scheduler).
 
 Schedules are stepped where they are defined: linear and cosine per optimizer step,
-step and plateau per epoch. Batch size and weight decay may follow piecewise schedules
-by epoch (a study grows both as training goes on).
+step and plateau per epoch. The learning rate, batch size and weight decay may follow
+piecewise schedules by epoch (a study lowers the first and grows the others as training
+goes on); a scheduler scales the learning rate the epoch's schedule sets.
 """
 
 from __future__ import annotations
@@ -39,13 +40,32 @@ def total_steps(train: TrainConfig, n: int) -> int:
     return sum(steps_per_epoch(train, n, e) for e in range(1, train.epochs + 1))
 
 
+def warmup_steps(train: TrainConfig, n: int) -> int:
+    """Optimizer steps of warmup: a share of all steps, a number of steps, or of epochs
+    (0.2: a fifth of the first epoch's steps; 1.5: the first epoch and half the second)."""
+    spec = train.scheduler
+    if spec.warmup_steps:
+        return spec.warmup_steps
+    if spec.warmup_epochs:
+        whole = int(spec.warmup_epochs)
+        steps = sum(steps_per_epoch(train, n, e) for e in range(1, whole + 1))
+        return steps + int((spec.warmup_epochs - whole) * steps_per_epoch(train, n, whole + 1))
+    return int(spec.warmup_fraction * total_steps(train, n))
+
+
+def lr_at(train: TrainConfig, epoch: int) -> float:
+    """The learning rate an epoch starts from: lr_schedule's value there, else lr."""
+    return at_epoch(train.lr_schedule, epoch, train.lr)
+
+
 def build_optimizer(train: TrainConfig, model: nn.Module, *, device: str) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     spec = train.optimizer
+    lr = lr_at(train, 1)
     if spec.name == "sgd":
         return torch.optim.SGD(
             params,
-            lr=train.lr,
+            lr=lr,
             momentum=spec.momentum,
             nesterov=spec.nesterov,
             weight_decay=spec.weight_decay,
@@ -55,7 +75,7 @@ def build_optimizer(train: TrainConfig, model: nn.Module, *, device: str) -> tor
     fused = device == "cuda"
     return cls(
         params,
-        lr=train.lr,
+        lr=lr,
         betas=spec.betas,
         eps=spec.eps,
         weight_decay=spec.weight_decay,
@@ -74,16 +94,17 @@ class Schedule:
     def __init__(self, train: TrainConfig, optimizer: torch.optim.Optimizer, *, n_train: int):
         spec = train.scheduler
         self.kind = spec.name
+        self.train = train
+        self.optimizer = optimizer
         self.scheduler = None
         if spec.name in ("linear", "cosine"):
             from transformers import get_scheduler
 
-            steps = total_steps(train, n_train)
             self.scheduler = get_scheduler(
                 spec.name,
                 optimizer,
-                num_warmup_steps=int(spec.warmup_fraction * steps),
-                num_training_steps=steps,
+                num_warmup_steps=warmup_steps(train, n_train),
+                num_training_steps=total_steps(train, n_train),
             )
         elif spec.name == "step":
             self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -93,6 +114,21 @@ class Schedule:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="min", factor=spec.factor, patience=spec.patience
             )
+
+    def start_epoch(self, epoch: int) -> None:
+        """Move to the learning rate lr_schedule sets for `epoch` (1-based), keeping
+        whatever factor the scheduler applies: the step from the previous epoch's value
+        scales the optimizer's rate and the scheduler's base rates alike, so a resumed
+        job (optimizer and scheduler restored after epoch - 1) continues exactly."""
+        if not self.train.lr_schedule or epoch == 1:
+            return
+        ratio = lr_at(self.train, epoch) / lr_at(self.train, epoch - 1)
+        if ratio == 1:
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] *= ratio
+        if self.scheduler is not None and hasattr(self.scheduler, "base_lrs"):
+            self.scheduler.base_lrs = [lr * ratio for lr in self.scheduler.base_lrs]
 
     def after_step(self) -> None:
         if self.kind in ("linear", "cosine"):

@@ -88,7 +88,9 @@ def test_a_kill_while_state_pt_is_written_keeps_the_previous_epochs_state(tmp_pa
 
 @pytest.mark.slow
 def test_a_kill_while_the_best_weights_are_written_leaves_no_best_file(tmp_path):
-    job = make_job(tmp_path / "j", image_job(epochs=2))
+    config = image_job(epochs=2)
+    config["output"] = {"keep_checkpoint": True}  # to look at it once the job is done
+    job = make_job(tmp_path / "j", config)
     killed(job, ".best-1.safetensors.", at=1)
     assert readable(job / "checkpoint") == []  # neither best-1 nor a state naming it
     assert checkpoint.load(job / "checkpoint") is None
@@ -101,7 +103,9 @@ def test_a_kill_while_the_best_weights_are_written_leaves_no_best_file(tmp_path)
 @pytest.mark.slow
 @pytest.mark.parametrize("before", ["none", "an earlier export"])
 def test_a_kill_while_weights_are_exported_keeps_the_old_folder_or_none(tmp_path, before):
-    job = make_job(tmp_path / "j", image_job(epochs=2))
+    config = image_job(epochs=2)
+    config["output"] = {"keep_checkpoint": True}  # the rerun resumes after the last epoch
+    job = make_job(tmp_path / "j", config)
     old = None
     if before == "an earlier export":
         assert main(job) == 0

@@ -23,7 +23,7 @@ def test_lora_vit_writes_every_output_and_learns(lora_vit_job):
     assert result.epochs_run == 6 and result.best_epoch is not None
     assert len(read_metrics(lora_vit_job)) == 6
     assert (lora_vit_job / "weights" / "adapter_model.safetensors").exists()
-    assert (lora_vit_job / "checkpoint" / "state.pt").exists()
+    assert not (lora_vit_job / "checkpoint").exists()  # done: resume state dropped
     events = [json.loads(line)["event"] for line in (lora_vit_job / "progress.jsonl").open()]
     assert events[0] == "start" and events[-1] == "end"
     assert events.count("epoch") == 6 and "step" in events

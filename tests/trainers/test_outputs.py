@@ -51,7 +51,7 @@ def test_saved_lora_weights_load_again_through_peft_and_predict_the_same(lora_vi
 def test_save_weights_keeps_the_best_the_last_or_nothing(tmp_path, which):
     planted = [0.5, 0.9, 0.7]  # validation losses: epoch 1 is the best
     config = image_job(epochs=3, early_stopping={"enabled": False})
-    config["output"] = {"save_weights": which}
+    config["output"] = {"save_weights": which, "keep_checkpoint": True}
     job = make_job(tmp_path / "j", config)
     real = loop.evaluate
     calls = []
@@ -109,6 +109,7 @@ def test_accumulation_and_piecewise_schedules_take_effect(tmp_path):
         loss={"name": "cross_entropy", "class_weights": "balanced", "label_smoothing": 0.1},
         log_every=1,
     )
+    config["output"] = {"keep_checkpoint": True}
     config["data"]["augment"] = {
         "enabled": True,
         "horizontal_flip": 0.5,
