@@ -17,12 +17,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-# A ViT small enough for a CPU: 2 layers of width 64 on 32 px digits (16 patches).
+# A ViT small enough for a CPU: 2 layers of width 64 on 32 px digits (16 patches). Its
+# config's image_size is the input's, so its position embeddings are built for 32 px.
 TINY_VIT: dict[str, Any] = {
     "name": "google/vit-base-patch16-224",
     "pretrained": False,
     "image_size": 32,
     "config": {
+        "image_size": 32,
         "hidden_size": 64,
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
@@ -38,6 +40,7 @@ MICRO_VIT: dict[str, Any] = {
     "pretrained": False,
     "image_size": 16,
     "config": {
+        "image_size": 16,
         "hidden_size": 16,
         "num_hidden_layers": 1,
         "num_attention_heads": 2,

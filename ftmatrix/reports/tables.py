@@ -86,7 +86,7 @@ def comparison(study: Study, metric: str) -> Table:
         first = done[0] if done else jobs[0]
         trainable = ""
         if first.trainable is not None:
-            trainable = f"{first.trainable:,} ({first.trainable_percent:.2f}%)"
+            trainable = params_cell(first.trainable, first.trainable_percent)
         epochs = [j.epochs_run for j in done if j.epochs_run is not None]
         per_epoch = [j.seconds_per_epoch for j in done if j.seconds_per_epoch is not None]
         best = [j.best_epoch for j in done if j.best_epoch is not None]
@@ -109,6 +109,11 @@ def comparison(study: Study, metric: str) -> Table:
         rows.append([star, *bodies[index]])
     numeric = set(range(len(axes) + 1, len(headers) - 1))
     return Table(headers, rows, numeric)
+
+
+def params_cell(trainable: int, percent: float | None) -> str:
+    """'443,906 (0.51%)': trainable parameters and their share of all."""
+    return f"{trainable:,} ({percent or 0:.2f}%)"
 
 
 def _join(values: list) -> str:

@@ -7,6 +7,11 @@ Building a Hugging Face model with `pretrained: false` never touches the network
 cached config is used when there is one, otherwise the config class of the model type,
 given as `model.config.model_type` or read from the name (a name containing "vit"
 means vit, "bert" bert, ...; see `_TYPE_HINTS`), with the `model.config` overrides.
+It is the architecture the pretrained path builds: a ViT keeps the position embeddings
+of its config's image size (224 for vit-base) and interpolates them to
+`model.image_size` on every call, exactly as it does with the pretrained weights, so
+both report the same parameter counts. To build a ViT for another size, set
+`model.config.image_size`.
 
 Normalisation follows the model: the mean/std of the pretrained weights' transforms
 (torchvision) or of the model's image processor (Hugging Face; for a model built from
@@ -155,12 +160,13 @@ def _hf(cfg: JobConfig, num_classes: int, class_names: list[str]) -> Built:
     if spec.head_dropout and hasattr(config, "classifier_dropout"):
         config.classifier_dropout = spec.head_dropout
     auto = tf.AutoModelForImageClassification if image else tf.AutoModelForSequenceClassification
-    native = getattr(config, "image_size", None)
+    native = getattr(config, "image_size", None) if image else None
+    resized = native is not None and native != spec.image_size
     if spec.pretrained:
         model = auto.from_pretrained(spec.name, config=config, ignore_mismatched_sizes=True)
     else:
-        if image and native is not None:
-            config.image_size = spec.image_size
+        if resized and not _interpolates(config):
+            config.image_size = spec.image_size  # no other way to take this size
         model = auto.from_config(config)
     head = next(
         (n for n in ("classifier", "score", "classification_head") if hasattr(model, n)),
@@ -174,15 +180,25 @@ def _hf(cfg: JobConfig, num_classes: int, class_names: list[str]) -> Built:
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     if image:
         mean, std = _image_stats(spec.name, config, pretrained=spec.pretrained)
-    # a pretrained ViT at another size: interpolate its position embeddings per call
+    # a ViT at another size than its config's: interpolate its position embeddings
     interpolate = (
-        image
-        and spec.pretrained
-        and native is not None
-        and native != spec.image_size
+        resized
+        and getattr(config, "image_size", None) != spec.image_size
         and "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
     )
     return Built(model, "hf", mean, std, head, interpolate)
+
+
+def _interpolates(config) -> bool:
+    """Whether the image classifier of this config can interpolate its position
+    embeddings to another image size (ViT, DeiT, ...)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+
+    try:
+        cls = MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING[type(config)]
+    except KeyError:
+        return False
+    return "interpolate_pos_encoding" in inspect.signature(cls.forward).parameters
 
 
 def tokenizer(cfg: JobConfig):
