@@ -40,6 +40,10 @@ SCHEDULERS = {
 }
 DATASETS = ("digits",)
 
+# tracker -> the package its code imports (absent: not installed; the extra of the same
+# name installs it, `pip install 'ftmatrix[mlflow]'`).
+TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
+
 # torchvision.models.list_models(module=torchvision.models) for torchvision 0.29: the
 # image classifiers that `source: torchvision` (or auto) accepts by name.
 TORCHVISION_CLASSIFIERS = frozenset(

@@ -194,6 +194,17 @@ def run(
     detach: Annotated[
         bool, typer.Option(help="Slurm: submit and return; `ftmatrix run` again collects.")
     ] = False,
+    track: Annotated[
+        str | None,
+        typer.Option(
+            help="Send each finished job to these trackers too: tensorboard,mlflow,wandb "
+            "(comma-separated; adds to the matrix's track:)."
+        ),
+    ] = None,
+    track_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default: sqlite:///<run folder>/mlflow.db)."),
+    ] = None,
 ) -> None:
     """Run a matrix: every pending job in its own process; resumes where it stopped.
 
@@ -330,6 +341,7 @@ class ReportFormat(str, Enum):
     md = "md"
     csv = "csv"
     latex = "latex"
+    html = "html"
 
 
 @app.command()
@@ -351,7 +363,11 @@ def report(
     per_class: Annotated[bool, typer.Option(help="Per-class accuracy for every job.")] = False,
     fmt: Annotated[
         ReportFormat,
-        typer.Option("--format", help="md (with plots and results.csv), csv or latex."),
+        typer.Option(
+            "--format",
+            help="md (with plots and results.csv), csv, latex, or html (report.md and an "
+            "interactive report.html, one self-contained file).",
+        ),
     ] = ReportFormat.md,
     out: Annotated[
         Path | None, typer.Option(help="Where to write (default: runs/<name>/report.md).")
@@ -376,13 +392,62 @@ def report(
                 rows=rows,
                 cols=cols,
                 per_class=per_class,
-                fmt=fmt.value,
+                fmt="md" if fmt is ReportFormat.html else fmt.value,
                 plots=plots,
             )
         except ValueError as err:
             err_console.print(str(err))
             raise typer.Exit(2) from None
         console.print(f"wrote {path}")
+        if fmt is ReportFormat.html:
+            from ftmatrix.reports.html import write_html
+
+            page = target_out.with_suffix(".html") if target_out else None
+            console.print(f"wrote {write_html(root, page, metric=metric)}")
+
+
+class Tracker(str, Enum):
+    tensorboard = "tensorboard"
+    mlflow = "mlflow"
+    wandb = "wandb"
+
+
+@app.command()
+def export(
+    target: Annotated[
+        str, typer.Argument(help="A matrix file, or the name of a run folder under --runs-dir.")
+    ],
+    to: Annotated[Tracker, typer.Option(help="The tracker to send the finished jobs to.")],
+    uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default: sqlite:///<run folder>/mlflow.db)."),
+    ] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Send every finished job of a run folder to TensorBoard, MLflow or W&B (offline).
+
+    Idempotent: a job sent before is updated, never duplicated; the way to bring old runs
+    in, or to send what a failed tracker missed during `run`.
+
+    Exit code: 0 every job sent, 1 some could not be, 2 invalid input.
+    """
+    from ftmatrix import trackers
+    from ftmatrix.result import DamagedFile
+
+    root = _run_folder(target, runs_dir)
+    try:
+        done = trackers.export(root, to=to.value, uri=uri)
+    except (trackers.TrackerMissing, FileNotFoundError, DamagedFile) as err:
+        err_console.print(str(err), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if done.error:
+        err_console.print(f"{to.value}: nothing sent ({done.error})", markup=False)
+        raise typer.Exit(1)
+    console.print(f"sent {len(done.sent)} jobs to {to.value} at {done.where}", markup=False)
+    for job_id, why in done.failed.items():
+        err_console.print(f"  not sent: {job_id}: {why}", markup=False, highlight=False)
+    console.print(f"open it: {done.opens}", markup=False)
+    raise typer.Exit(0 if done.ok else 1)
 
 
 class ServerAction(str, Enum):

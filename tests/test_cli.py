@@ -78,6 +78,7 @@ def test_every_command_and_option_has_help():
         "train",
         "cancel",
         "server",
+        "export",
     }
     for name, command in group.commands.items():
         assert command.help, name
@@ -116,7 +117,7 @@ def test_plan_and_validate_never_import_torch():
     [
         ("run", "--launcher", ["auto", "server", "forkserver", "spawn"]),
         ("run", "--executor", ["local", "slurm"]),
-        ("report", "--format", ["md", "csv", "latex"]),
+        ("report", "--format", ["md", "csv", "latex", "html"]),
     ],
 )
 def test_choices_are_listed_in_help_and_a_wrong_one_exits_2(command, option, choices, tmp_path):

@@ -8,12 +8,14 @@ only: never torch.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ftmatrix import catalog
 from ftmatrix.bounds import MAX_NAME, Seed
 from ftmatrix.matrix import errors
 from ftmatrix.matrix.executors import ExecutorSpec
@@ -83,6 +85,16 @@ class MatrixSpec(BaseModel):
         default_factory=ExecutorSpec,
         description="Where jobs run: local (default) or slurm, with the Slurm settings.",
     )
+    track: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list,
+        description="Send each finished job to these trackers (each an extra: "
+        "pip install 'ftmatrix[mlflow]'); ftmatrix run --track adds to them.",
+    )
+    track_uri: str | None = Field(
+        None,
+        max_length=2048,
+        description="MLflow tracking URI (default: sqlite:///<run folder>/mlflow.db).",
+    )
 
 
 def validate_spec(
@@ -101,7 +113,12 @@ def validate_spec(
                 problems.append(spec_problem(e, loc, positions))
                 _drop(data, loc)
         else:
-            return spec, problems + ignored_settings(spec, positions) + _direction(spec, positions)
+            return spec, [
+                *problems,
+                *ignored_settings(spec, positions),
+                *_direction(spec, positions),
+                *_trackers(spec, positions),
+            ]
     return None, problems
 
 
@@ -149,6 +166,20 @@ def _direction(spec: MatrixSpec, positions: Positions) -> list[Problem]:
         f"is better; write direction: {better}"
     )
     return [positions.problem(("search", "direction"), "search.direction", message)]
+
+
+def _trackers(spec: MatrixSpec, positions: Positions) -> list[Problem]:
+    """Trackers asked for whose library is not installed (found without importing it)."""
+    return [
+        positions.problem(
+            ("track", i),
+            f"track.{i}",
+            f"tracker '{name}' needs the {catalog.TRACKERS[name]} package: "
+            f"pip install 'ftmatrix[{name}]'",
+        )
+        for i, name in enumerate(spec.track)
+        if importlib.util.find_spec(catalog.TRACKERS[name]) is None
+    ]
 
 
 def _true(value: Any) -> bool:

@@ -48,6 +48,8 @@ class Options:
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the jobs
     # jobs at once, one per slot: each slot's CUDA_VISIBLE_DEVICES (None: `gpu`, or no GPU)
     slots: list[str | None] = field(default_factory=lambda: [None])
+    track: tuple[str, ...] = ()  # trackers each finished job is sent to
+    track_uri: str | None = None  # MLflow's tracking URI (None: the run folder's store)
 
 
 class CtrlC:
@@ -209,7 +211,20 @@ def run(
             job_dir, "crash", f"the job process exited with code {code} and no result"
         )
     display.job_finished(job, result.status, result, seconds)
+    send_to_trackers(job_dir, options=options, display=display)
     return result.status
+
+
+def send_to_trackers(job_dir: Path, *, options: Options, display: Plain) -> None:
+    """A finished job to the trackers asked for; a failure is a warning, never the job's."""
+    if not options.track:
+        return
+    from ftmatrix import trackers
+
+    for warning in trackers.track(
+        job_dir, trackers=options.track, run_root=job_dir.parent, uri=options.track_uri
+    ):
+        display.say(f"warning: {warning}")
 
 
 def record_failure(job_dir: Path, error: str, message: str) -> Result:

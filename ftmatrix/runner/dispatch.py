@@ -67,12 +67,17 @@ class Request:
     max_running: int | None = None
     sbatch_arg: list[str] | None = None  # KEY=VALUE, repeatable
     detach: bool = False  # submit and return
+    track: list[str] | None = None  # --track: trackers on top of the matrix's `track:`
+    track_uri: str | None = None  # --track-uri: MLflow's tracking URI
 
     def __post_init__(self) -> None:
         for name in ("launcher", "executor"):  # (the command line's choices are Enums)
             value = getattr(self, name)
             if isinstance(value, Enum):
                 object.__setattr__(self, name, value.value)
+        if isinstance(self.track, str):  # --track a,b
+            names = [n.strip() for n in self.track.split(",") if n.strip()]
+            object.__setattr__(self, "track", names)
 
     def slurm_flags(self) -> dict[str, Any]:
         """The Slurm options given, as SlurmSpec fields (None: not given)."""
@@ -92,6 +97,20 @@ class Request:
 class Outcome:
     code: int  # 0 all done, 1 some failed, 2 bad input, 130 interrupted
     hint: str | None = None  # where the results are and the command that tabulates them
+
+
+def trackers_of(request: Request, plan: planning.Plan) -> dict[str, Any]:
+    """The trackers a run sends its jobs to: the matrix's `track:` and --track; one that
+    is unknown or not installed is refused before any job starts."""
+    from ftmatrix.trackers import missing
+
+    spec = plan.spec
+    names = list(dict.fromkeys([*(spec.track if spec else []), *(request.track or [])]))
+    problems = missing(names)
+    if problems:
+        raise Refused("--track: " + "; ".join(problems))
+    uri = request.track_uri or (spec.track_uri if spec else None)
+    return {"track": tuple(names), "track_uri": uri}
 
 
 def run(request: Request, *, console: Console) -> Outcome:
@@ -121,6 +140,7 @@ def run(request: Request, *, console: Console) -> Outcome:
             jobs_per_gpu=request.jobs_per_gpu,
             workers=request.workers,
         ),
+        **trackers_of(request, plan),
     )
     root = store.root_of(plan, request.runs_dir)
     settings = plan.spec.executor if plan.spec is not None else None

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftmatrix import catalog
 from ftmatrix.result import PlanEntry
 from ftmatrix.trackers import job as jobs
 
@@ -36,14 +37,22 @@ TRACKERS = {
     for t in (
         Tracker(
             "tensorboard",
-            "tensorboard",
+            catalog.TRACKERS["tensorboard"],
             "ftmatrix.trackers.tensorboard",
             "tensorboard --logdir {root}",
         ),
         Tracker(
-            "mlflow", "mlflow", "ftmatrix.trackers.mlflow", "mlflow ui --backend-store-uri {where}"
+            "mlflow",
+            catalog.TRACKERS["mlflow"],
+            "ftmatrix.trackers.mlflow",
+            "mlflow ui --backend-store-uri {where}",
         ),
-        Tracker("wandb", "wandb", "ftmatrix.trackers.wandb", "wandb sync {where}/offline-run-*"),
+        Tracker(
+            "wandb",
+            catalog.TRACKERS["wandb"],
+            "ftmatrix.trackers.wandb",
+            "wandb sync {where}/offline-run-*",
+        ),
     )
 }
 
