@@ -16,7 +16,7 @@ from tests.tiny import tiny_matrix
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
 pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 def two_jobs(tmp_path, extra: str = ""):
