@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from ftmatrix import catalog
 from ftmatrix.bounds import MAX_EXAMPLES, Float, Int, Seed
+from ftmatrix.peft_methods import PeftSettings
 from ftmatrix.sections import Section
 from ftmatrix.training import (  # re-exported: `from ftmatrix.config import TrainConfig`
     EarlyStoppingConfig,
@@ -248,8 +249,8 @@ def vit_patch(name: Any) -> int | None:
 # --------------------------------------------------------------------------- lora
 
 
-class LoraConfig(Section):
-    """Low-rank adaptation through peft."""
+class LoraConfig(PeftSettings):
+    """Low-rank adaptation, or another PEFT method (`method`, peft_methods.py), through peft."""
 
     enabled: bool = Field(False, description="Wrap the model with LoRA adapters.")
     r: Int = Field(8, gt=0, le=4096, description="Rank of the update matrices.")

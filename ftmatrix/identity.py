@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any
 
+from ftmatrix import peft_methods
 from ftmatrix.config import JobConfig
 
 SECTIONS = ("data", "distill", "lora", "model", "output", "task", "train")  # sorted
@@ -47,8 +48,7 @@ def normalized_section(name: str, section: Any, *, task: str) -> Any:
     elif name == "lora":
         if not d["enabled"]:
             return {"enabled": False}
-        if d["modules_to_save"] is None:
-            del d["modules_to_save"]
+        d = peft_methods.normalized_method(d)  # only what its method reads
     elif name == "distill":
         if not d["enabled"]:
             return {"enabled": False}
