@@ -1,8 +1,9 @@
 """Checks before the first job, reported all at once so that 50 jobs do not fail one by
 one: data that is missing or laid out wrong, settings that contradict the data (no test
 split, class weights of the wrong length), models whose architecture contradicts their
-settings (checked in a separate process: the runner never imports torch), and a run
-folder that cannot be written.
+settings and pretrained weights that cannot be had (no network, a wrong id, a gated
+model: once per model; both checked in a separate process, as the runner never imports
+torch), and a run folder that cannot be written.
 
 A problem found in a setting names the dotted key and, when the matrix file is given,
 where that setting is written (file:line:col).
@@ -121,29 +122,12 @@ def _saved_splits(path: Path) -> list[str] | None:
 
 
 def needs_architecture(cfg: JobConfig) -> bool:
-    """Whether a job's model has settings only its architecture can confirm (a Hugging
-    Face model's config keys and patch size, LoRA target modules) and that architecture
-    can be had: a pretrained hub model offline only when its config is cached."""
-    if cfg.model.source != "hf":
-        return cfg.lora.enabled
-    return not (cfg.model.pretrained and _offline()) or _config_cached(cfg.model.name)
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _config_cached(name: str) -> bool:
-    """Whether a model's config.json lies on disk: a local folder, or the hub cache
-    (without importing huggingface_hub: its layout is models--org--name/snapshots/*/)."""
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return (local / "config.json").is_file()
-    home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
-    cache = Path(os.environ.get("HF_HUB_CACHE", os.environ.get("HUGGINGFACE_HUB_CACHE", "")))
-    cache = cache if str(cache) not in ("", ".") else Path(home) / "hub"
-    snapshots = cache / f"models--{name.replace('/', '--')}" / "snapshots"
-    return any(snapshots.glob("*/config.json"))
+    """Whether a job's model goes to the model process: pretrained weights (are they
+    there?), or settings only its architecture can confirm (a Hugging Face model's
+    config keys and patch size, LoRA target modules)."""
+    if cfg.model.pretrained or cfg.model.source == "hf":
+        return True
+    return cfg.lora.enabled
 
 
 def _architecture(configs: list[JobConfig]) -> list[tuple[str, str]]:

@@ -10,19 +10,28 @@ would otherwise meet only after importing torch and loading its data:
 - `lora.target_modules` the model does not have;
 - an image size smaller than the model's patch;
 - a model that cannot be built from its config at all (inconsistent sizes, an unknown
-  model type).
+  model type);
+- pretrained weights that cannot be had: not cached and no network (or
+  HF_HUB_OFFLINE=1), a hub id that does not exist, a gated model. Checked once per
+  model, so that a study without them stops before its first job instead of failing
+  every job one after another.
 
 Each model is built exactly as its job builds it, but on the meta device: no weights
 are downloaded or allocated. A pretrained Hugging Face model needs its config.json (a
-few kB, cached as the job would cache it); when that cannot be had, its checks are
-skipped and the job reports what it finds.
+few kB, cached as the job would cache it); whether its weights can be had is asked of
+the cache first, then of the hub (a HEAD request, nothing downloaded); a torchvision
+model's weights file of the torch hub cache, then of its URL.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
 import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 from ftmatrix import catalog
@@ -38,6 +47,10 @@ def check(cfg: JobConfig) -> Problems:
     from ftmatrix.trainers import lora, models
 
     spec = cfg.model
+    if spec.pretrained:
+        missing = weights_problem(spec.source, spec.name)
+        if missing:
+            return [("model.name", f"{spec.name}: pretrained weights cannot be had: {missing}")]
     if spec.source == "hf" and spec.pretrained and not _config_available(spec.name):
         return []
     # the architecture without its weights: the same code path as the job
@@ -72,6 +85,101 @@ def _config_available(name: str) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+# --------------------------------------------------------------- pretrained weights
+
+WEIGHTS_FILES = (  # what from_pretrained loads, one of them
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+PROBE_TIMEOUT = 15  # seconds for asking the hub or a weights URL
+_asked: dict[tuple[str, str], str | None] = {}  # (source, name) -> problem: once per model
+
+
+def weights_problem(source: str, name: str) -> str | None:
+    """Why a model's pretrained weights cannot be had, or None when they can."""
+    key = (source, name)
+    if key not in _asked:
+        _asked[key] = _hf_weights(name) if source == "hf" else _torchvision_weights(name)
+    return _asked[key]
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hf_weights(name: str) -> str | None:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        RepositoryNotFoundError,
+    )
+
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if any((local / f).is_file() for f in WEIGHTS_FILES):
+            return None
+        return f"the folder {local} holds none of {', '.join(WEIGHTS_FILES)}"
+    try:
+        if any(isinstance(try_to_load_from_cache(name, f), str) for f in WEIGHTS_FILES):
+            return None
+    except HFValidationError as err:
+        return f"not a Hugging Face model id ({err})"
+    if offline():
+        return (
+            "they are not in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids "
+            "downloading them (download them once with network, or set pretrained: false)"
+        )
+    try:
+        get_hf_file_metadata(hf_hub_url(name, "config.json"), timeout=PROBE_TIMEOUT)
+    except GatedRepoError:
+        return (
+            "a gated model: accept its terms on huggingface.co and log in "
+            "(`hf auth login`, or HF_TOKEN)"
+        )
+    except RepositoryNotFoundError:
+        return "no such model on the Hugging Face hub (check the id; a private one needs a token)"
+    except Exception as err:  # no network, a proxy, a timeout: the download would fail too
+        return f"the Hugging Face hub cannot be reached ({_first_line(err)})"
+    return None
+
+
+def _torchvision_weights(name: str) -> str | None:
+    import torch
+    import torchvision
+
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if cached.is_file():
+        return None
+    reason = probe(url)
+    if reason is None:
+        return None
+    return f"{cached.name} is not in {cached.parent} and cannot be downloaded ({reason})"
+
+
+def probe(url: str) -> str | None:
+    """Why `url` cannot be fetched (a HEAD request), or None when it can."""
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT
+        ):
+            return None
+    except urllib.error.HTTPError as err:
+        return f"HTTP {err.code} from {url}"
+    except (OSError, ValueError) as err:  # URLError, timeouts, refused connections
+        return f"{url}: {_first_line(getattr(err, 'reason', err))}"
+
+
+def _first_line(err: object) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+# ------------------------------------------------------------------ config checks
 
 
 def _unknown_keys(overrides: dict[str, Any], config) -> Problems:
