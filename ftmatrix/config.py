@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from ftmatrix import catalog
+from ftmatrix import catalog, custom
 from ftmatrix.bounds import MAX_EXAMPLES, Float, Int, Seed
 from ftmatrix.peft_methods import PeftSettings
 from ftmatrix.sections import Section
@@ -332,8 +332,12 @@ class JobConfig(Section):
     """Everything one training job needs."""
 
     task: Task = Field("image-classification", description="What the model predicts.")
-    data: DataConfig = Field(..., description="Where the examples come from.")
-    model: ModelConfig = Field(..., description="The network.")
+    data: DataConfig | None = Field(
+        None, description="Where the examples come from (required unless script/function)."
+    )
+    model: ModelConfig | None = Field(
+        None, description="The network (required unless script/function)."
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters.")
     train: TrainConfig = Field(
         default_factory=TrainConfig, description="Epochs, batch size, optimizer, schedule, loss."
@@ -342,6 +346,13 @@ class JobConfig(Section):
         default_factory=DistillConfig, description="Knowledge distillation."
     )
     output: OutputConfig = Field(default_factory=OutputConfig, description="What is kept.")
+    # your own code instead of the built-in trainer (custom.py)
+    script: custom.ScriptConfig | None = Field(None, description="Run this command as the job.")
+    function: str | None = Field(None, description="Call 'module:function' as the job.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Your code's own settings.")
+
+    _function = field_validator("function")(custom.check_function)
+    _params = field_validator("params")(custom.check_params)
 
     @field_validator("task", mode="before")
     @classmethod
@@ -371,7 +382,16 @@ def cross_check(cfg: JobConfig) -> list[tuple[str, str]]:
     Kept outside the model so the planner can check many jobs built from cached,
     already validated sections without validating each job from scratch.
     """
-    problems = []
+    problems: list[tuple[str, str]] = []
+    if cfg.script is not None and cfg.function is not None:
+        problems.append(("function", "give script or function, not both"))
+    if custom.is_own(cfg):
+        return problems
+    for key in ("data", "model"):
+        if getattr(cfg, key) is None:
+            problems.append((key, f"required: every job needs `{key}:` (or a script/function)"))
+    if cfg.data is None or cfg.model is None:
+        return problems
     if cfg.task == "text-classification":
         if cfg.model.source == "torchvision":
             problems.append(

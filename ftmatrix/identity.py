@@ -14,8 +14,11 @@ from typing import Any
 
 from ftmatrix import peft_methods
 from ftmatrix.config import JobConfig
+from ftmatrix.custom import OWN_SECTIONS
 
 SECTIONS = ("data", "distill", "lora", "model", "output", "task", "train")  # sorted
+# OWN_SECTIONS (function, params, script) are in the normal form only when set, so
+# every job of the built-in trainer keeps the id it had before they existed.
 
 
 def normalized(cfg: JobConfig) -> dict[str, Any]:
@@ -25,12 +28,30 @@ def normalized(cfg: JobConfig) -> dict[str, Any]:
     job id: LoRA settings when LoRA is off, SGD momentum under Adam, focal gamma under
     cross-entropy, and so on.
     """
-    return {name: normalized_section(name, getattr(cfg, name), task=cfg.task) for name in SECTIONS}
+    out = {name: normalized_section(name, getattr(cfg, name), task=cfg.task) for name in SECTIONS}
+    for name in OWN_SECTIONS:
+        own = normalized_own(getattr(cfg, name))
+        if own is not DROP:
+            out[name] = own
+    return out
+
+
+def normalized_own(value: Any) -> Any:
+    """A section of OWN_SECTIONS as JSON data, or DROP while unset (None or empty)."""
+    if value is None or value == {}:
+        return DROP
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+
+
+def own_fragment(name: str, normal: Any) -> str:
+    """An OWN_SECTIONS slot of the planner's template: its key, value and a comma, or
+    nothing while it is unset."""
+    return "" if normal is DROP else f'"{name}":{canonical_json(normal)},'
 
 
 def normalized_section(name: str, section: Any, *, task: str) -> Any:
     """One top-level section of `normalized`; depends only on the section and the task."""
-    if name == "task":
+    if name == "task" or section is None:  # data/model of a script or function job
         return section
     d = section.model_dump(mode="json")
     if name == "data":

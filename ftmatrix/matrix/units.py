@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ftmatrix.config import JobConfig, TrainConfig
+from ftmatrix.custom import OWN_SECTIONS
 from ftmatrix.identity import OPTIONAL_TRAIN_FIELDS, SECTIONS
 
 YamlPath = tuple  # keys and list indices from the document root
@@ -112,9 +113,10 @@ def origin_of(dotted: str, assignments: list[Assignment]) -> YamlPath:
 # ------------------------------------------------------------- the unit layout
 
 TRAIN_FIELDS = sorted(TrainConfig.model_fields)
+ALL_SECTIONS = sorted((*SECTIONS, *OWN_SECTIONS))
 UNITS = [
     u
-    for name in SECTIONS
+    for name in ALL_SECTIONS
     for u in ([f"train.{f}" for f in TRAIN_FIELDS] if name == "train" else [name])
 ]
 TASK_DEPENDENT = frozenset({"data", "model"})  # units whose normal form depends on the task
@@ -125,9 +127,11 @@ SLOT = {u: i for i, u in enumerate(u for u in UNITS if u != "train.log_every")}
 def _canonical_template() -> str:
     """'{"data":{},"distill":{},...,"train":{"batch_size":{},...}}' with {} per unit,
     so that filling it gives exactly `canonical_json(normalized(cfg))`."""
-    top = []
-    for name in SECTIONS:
-        if name == "train":
+    top, before = [], ""  # an own section's slot: key, value and comma, or nothing
+    for name in ALL_SECTIONS:
+        if name in OWN_SECTIONS:
+            before += "{}"
+        elif name == "train":
             # an optional field's slot holds its key, value and comma, or nothing
             # (identity.train_fragment): it goes in front of the next field's key
             inner, pending = [], ""
@@ -138,9 +142,12 @@ def _canonical_template() -> str:
                     inner.append(f'{pending}"{f}":{{}}')
                     pending = ""
             assert not pending, "the last train field cannot be optional"
-            top.append('"train":{{' + ",".join(inner) + "}}")
+            top.append(before + '"train":{{' + ",".join(inner) + "}}")
+            before = ""
         else:
-            top.append(f'"{name}":{{}}')
+            top.append(before + f'"{name}":{{}}')
+            before = ""
+    assert not before, "the last section cannot be optional"
     return "{{" + ",".join(top) + "}}"
 
 
@@ -218,5 +225,5 @@ def assemble(parts: dict[str, Any]) -> JobConfig:
     train = TrainConfig.model_construct(
         **{f: parts[f"train.{f}"] for f in TRAIN_FIELDS if f"train.{f}" in parts}
     )
-    sections = {n: parts[n] for n in SECTIONS if n != "train" and n in parts}
+    sections = {n: parts[n] for n in ALL_SECTIONS if n != "train" and n in parts}
     return JobConfig.model_construct(**sections, train=train)

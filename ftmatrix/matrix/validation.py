@@ -13,13 +13,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ftmatrix import catalog
+from ftmatrix import catalog, custom
 from ftmatrix.config import JobConfig, TrainConfig, cross_check
 from ftmatrix.identity import (
     SECTIONS,
     canonical_json,
+    normalized_own,
     normalized_section,
     normalized_train_field,
+    own_fragment,
     train_fragment,
 )
 from ftmatrix.matrix import errors, paths
@@ -86,11 +88,14 @@ class Validator:
             result = self._task(raw, assignments)
         elif field_name:
             result = self._train_field(field_name, raw, assignments=assignments)
-        elif raw is None and JobConfig.model_fields[section].is_required():
-            self.problems.add(
-                ("base",), f"base.{section}", f"required: every job needs `{section}:`"
-            )
-            result = None
+        elif section in custom.OWN_SECTIONS:
+            result = self._own(section, raw, assignments=assignments)
+        elif raw is None and section in ("data", "model"):
+            result = Checked(None, "null") if custom.is_own(self.base) else None
+            if result is None:
+                self.problems.add(
+                    ("base",), f"base.{section}", f"required: every job needs `{section}:`"
+                )
         else:
             assert task is not None  # only the task unit is checked without one
             result = self._section(section, raw, assignments=assignments, task=task)
@@ -118,6 +123,16 @@ class Validator:
             return None
         norm = normalized_train_field(name, _dump_field(name, value))
         return Checked(value, train_fragment(name, norm))
+
+    def _own(self, section: str, raw: Any, *, assignments: list[Assignment]) -> Checked | None:
+        """script, function or params, validated as the job config validates them."""
+        try:
+            value = custom.own_section(section, raw)
+        except ValidationError as err:
+            for e in err.errors():
+                report_error(self.problems, e, section=section, assignments=assignments)
+            return None
+        return Checked(value, own_fragment(section, normalized_own(value)))
 
     def _section(
         self, section: str, raw: Any, *, assignments: list[Assignment], task: str
