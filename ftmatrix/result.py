@@ -180,6 +180,12 @@ class Result(_Record):
     resumed_from_epoch: int | None = Field(
         None, description="Epoch of the checkpoint this run resumed from, if any."
     )
+    adapter_bytes: int | None = Field(
+        None, description="Bytes on disk of the saved PEFT adapter (weights/adapter_*)."
+    )
+    peak_memory_bytes: int | None = Field(
+        None, description="Peak memory: CUDA's max allocated, else the process's peak RSS."
+    )
 
 
 class PlanEntry(_Record):

@@ -65,9 +65,9 @@ from ftmatrix.trainers import (
     metrics,
     models,
     optim,
+    peft_methods,
     selection,
 )
-from ftmatrix.trainers import lora as lora_mod
 from ftmatrix.trainers.models import ConfigError
 
 
@@ -229,6 +229,8 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     t_eval = time.time()
     result.test = _test(parts, epoch=best_epoch if result.tested_epoch == best_epoch else None)
     result.timing["eval"] = time.time() - t_eval
+    result.adapter_bytes = peft_methods.adapter_bytes(job_dir / WEIGHTS)
+    result.peak_memory_bytes = peft_methods.peak_memory(device)
     result.best_epoch = best_epoch
     result.epochs_run = len(history)
     result.stopped_early = stopped_early
@@ -288,8 +290,11 @@ def _prepare(
     _seed(spec.seed)  # the same initial weights whatever the data loading drew
     built = models.build(cfg, len(classes), classes)
     model = built.model
-    if cfg.lora.enabled:
-        model = lora_mod.wrap(model, cfg.lora, head=built.head)
+    if cfg.lora.enabled:  # LoRA or another method (peft_methods.py)
+        steps = -(-len(splits.train) // spec.batch_size) * spec.epochs // spec.grad_accumulation
+        model = peft_methods.wrap(
+            model, cfg.lora, head=built.head, total_steps=steps, task=cfg.task
+        )
     model.to(device)
     if device.type == "cuda" and built.source == "torchvision":
         model = model.to(memory_format=torch.channels_last)
@@ -313,6 +318,7 @@ def _prepare(
         )
 
     optimizer = optim.build_optimizer(spec, model, device=device.type)
+    peft_methods.after_steps(model, optimizer)  # AdaLoRA's rank allocation
     inputs = loop.Inputs(built, device, splits.kind)
     train_inputs = inputs
     if splits.kind == "image" and cfg.data.augment.enabled:
