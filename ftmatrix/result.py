@@ -102,11 +102,14 @@ class _Record(BaseModel):
 
 
 class EpochMetrics(_Record):
-    """One line of metrics.jsonl."""
+    """One line of metrics.jsonl. A script or function job (custom.py) may leave out the
+    train and throughput fields and add metrics of its own, which are kept."""
+
+    model_config = ConfigDict(extra="allow")
 
     epoch: int = Field(..., description="1-based epoch number.")
-    train_loss: float
-    train_accuracy: float
+    train_loss: float | None = None
+    train_accuracy: float | None = None
     val_loss: float | None = None
     val_accuracy: float | None = None
     val_f1: float | None = Field(None, description="Macro F1 on the validation split.")
@@ -116,19 +119,22 @@ class EpochMetrics(_Record):
     batch_size: int | None = Field(None, description="Batch size of the epoch.")
     weight_decay: float | None = Field(None, description="Weight decay of the epoch.")
     seconds: float = Field(..., description="Wall time of the epoch (train + validation).")
-    samples_per_second: float = Field(..., description="Training throughput.")
+    samples_per_second: float | None = Field(None, description="Training throughput.")
 
 
 class TestMetrics(_Record):
-    """Test-split metrics, computed with scikit-learn from the saved predictions."""
+    """Test-split metrics, computed with scikit-learn from the saved predictions; a
+    script or function job gives what it reported (other names are kept as extras)."""
 
-    loss: float
-    accuracy: float
-    f1_macro: float
-    f1_weighted: float
-    precision_macro: float
-    recall_macro: float
-    top1: float
+    model_config = ConfigDict(extra="allow")
+
+    loss: float | None = None
+    accuracy: float | None = None
+    f1_macro: float | None = None
+    f1_weighted: float | None = None
+    precision_macro: float | None = None
+    recall_macro: float | None = None
+    top1: float | None = None
     topk: float | None = None
     k: int | None = None
     per_class_accuracy: dict[str, float] = Field(default_factory=dict)

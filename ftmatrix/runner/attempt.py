@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftmatrix.job import CODE_DIR
 from ftmatrix.matrix.plan import Job, Plan
 from ftmatrix.result import (
     PROGRESS,
@@ -167,7 +168,7 @@ def run(
     if options.force or previous == "failed":
         store.reset(job_dir, fresh=options.force)
     store.write_config(job, job_dir, base_dir=base_dir)
-    env = {**os.environ, **options.env}
+    env = {**os.environ, **options.env, CODE_DIR: str(base_dir)}  # for own code (job.py)
     if options.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = options.gpu
     progress = job_dir / PROGRESS

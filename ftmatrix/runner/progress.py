@@ -23,6 +23,13 @@ from ftmatrix.result import Result
 def _summary(job: Job, state: str, result: Result | None, seconds: float) -> str:
     name = job.label or job.id
     test = result.test if result is not None else None
+    if state == "done" and test is not None and (test.accuracy is None or test.f1_macro is None):
+        shown = ", ".join(
+            f"{k} {v:.4g}"
+            for k, v in test.model_dump(exclude_defaults=True).items()
+            if isinstance(v, float)
+        )  # own code: what it reported
+        return f"{name}: done — test {shown or 'metrics none'} ({seconds:.1f} s)"
     if state == "done" and test is not None:
         return (
             f"{name}: done — test acc {test.accuracy:.4f}, F1 {test.f1_macro:.4f} ({seconds:.1f} s)"

@@ -72,7 +72,7 @@ def write_config(job: Job, job_dir: Path, *, base_dir: Path) -> None:
     matrix file's folder (the id keeps the path as written)."""
     job_dir.mkdir(parents=True, exist_ok=True)
     config = job.config.model_dump(mode="json")
-    path = config["data"].get("path")
+    path = (config["data"] or {}).get("path")  # none for a script or function job
     if path and not Path(path).is_absolute():
         config["data"]["path"] = str((base_dir / path).resolve())
     write_json_atomic(job_dir / CONFIG, config)

@@ -68,6 +68,7 @@ from ftmatrix.trainers import (
     peft_methods,
     selection,
 )
+from ftmatrix.trainers import own as own_code
 from ftmatrix.trainers.models import ConfigError
 
 
@@ -137,6 +138,8 @@ def fault(epoch: int | str, stop: Stop, job_id: str = "") -> bool:
 
 def main(job_dir: str | Path) -> int:
     """Run the job in `job_dir`; the process exit status (0 done, 1 failed, 128+signal)."""
+    if own_code.handles(Path(job_dir)):  # a script: or function: job
+        return own_code.main(Path(job_dir).resolve())
     with Stop() as stop:
         return _run(Path(job_dir).resolve(), stop)
 
