@@ -44,7 +44,7 @@ def check(cfg: JobConfig) -> Problems:
     """The problems of one job config's model (empty when it builds and fits)."""
     import torch
 
-    from ftmatrix.trainers import lora, models
+    from ftmatrix.trainers import lora, models, peft_methods
 
     spec = cfg.model
     if spec.pretrained:
@@ -62,7 +62,7 @@ def check(cfg: JobConfig) -> Problems:
         return [("model", f"{spec.name} cannot be built from its config: {err}")]
     except (RuntimeError, NotImplementedError):
         return []  # an operation the meta device lacks: the job will tell
-    problems: Problems = []
+    problems: Problems = peft_methods.refusals(cfg)  # methods the model or machine refuse
     config = getattr(built.model, "config", None)
     if config is not None:
         problems += _unknown_keys(spec.config, config)

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ftmatrix.config import LoraConfig
+from ftmatrix.config import JobConfig, LoraConfig
+from ftmatrix.peft_methods import VIRTUAL_TOKENS
 from ftmatrix.trainers import lora
 from ftmatrix.trainers.models import ConfigError
 
@@ -31,6 +32,10 @@ def wrap(
     from peft import get_peft_model
 
     task_type = TASK_TYPES.get(task)
+    if spec.quantize != "none":  # pre-flight refuses it without CUDA; loading is not built
+        raise ConfigError(
+            f"lora.quantize {spec.quantize}: quantised bases are validated but not loaded yet"
+        )
 
     config = peft_config(model, spec, head=head, task_type=task_type, total_steps=total_steps)
     return get_peft_model(model, config)
@@ -117,3 +122,33 @@ def peak_memory(device: torch.device) -> int | None:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
     except (ImportError, OSError):
         return None
+
+
+def refusals(cfg: JobConfig) -> list[tuple[str, str]]:
+    """(dotted key, reason) for adapter settings this machine or model cannot honour,
+    found before any job starts (pre-flight runs them in its model process)."""
+    spec = cfg.lora
+    if not spec.enabled:
+        return []
+    problems = []
+    if spec.method in VIRTUAL_TOKENS and cfg.task not in TASK_TYPES:
+        problems.append(
+            ("lora.method", f"{spec.method} prepends virtual tokens: it needs a Hugging Face "
+             f"text model, not task {cfg.task}")
+        )  # fmt: skip
+    if spec.quantize != "none":
+        problems += _quantize_problems(cfg)
+    return problems
+
+
+def _quantize_problems(cfg: JobConfig) -> list[tuple[str, str]]:
+    import importlib.util
+
+    why = []
+    if not torch.cuda.is_available() or cfg.train.device in ("cpu", "mps"):
+        why.append("bitsandbytes quantisation runs on a CUDA device and this job has none")
+    if cfg.model.source != "hf":
+        why.append("only Hugging Face models load quantised")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        why.append("bitsandbytes is not installed (pip install bitsandbytes)")
+    return [("lora.quantize", f"{cfg.lora.quantize} base refused: {w}") for w in why]

@@ -107,3 +107,30 @@ def test_method_trains_above_chance_and_reports_size_and_memory(method, lr, tmp_
     weights = tmp_path / method / "weights"
     assert result.adapter_bytes == peft_methods.adapter_bytes(weights) > 0
     assert result.peak_memory_bytes > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_quantised_base_refused_at_preflight_without_cuda():
+    from ftmatrix.trainers import architecture
+
+    job = {"task": "text-classification", "data": {"path": "t.csv"}, "model": TINY_BERT}
+    cfg = JobConfig.model_validate({**job, "lora": {"enabled": True, "quantize": "4bit"}})
+    problems = architecture.check(cfg)
+    assert (
+        "lora.quantize",
+        "4bit base refused: bitsandbytes quantisation runs on a CUDA device and this job has none",
+    ) in problems
+    with pytest.raises(ConfigError, match="lora.quantize 4bit"):
+        _wrapped("text", {"quantize": "4bit"})  # a job started anyway refuses too
+
+
+def test_virtual_tokens_refused_at_preflight_on_an_image_model():
+    from ftmatrix.trainers import architecture
+
+    cfg = JobConfig.model_validate(
+        {**image_job(), "lora": {"enabled": True, "method": "prefix_tuning"}}
+    )
+    assert architecture.check(cfg) == [
+        ("lora.method", "prefix_tuning prepends virtual tokens: it needs a Hugging Face text "
+         "model, not task image-classification")
+    ]  # fmt: skip
