@@ -373,6 +373,9 @@ def report(
         Path | None, typer.Option(help="Where to write (default: runs/<name>/report.md).")
     ] = None,
     plots: Annotated[bool, typer.Option(help="Draw learning curves and metric plots.")] = True,
+    epochs: Annotated[
+        str, typer.Option(help="Per-epoch table: of the best job (best), every job (all), none.")
+    ] = "best",
 ) -> None:
     """Write comparison tables, the effect of each setting and learning curves."""
     from ftmatrix.reports.report import write
@@ -394,6 +397,7 @@ def report(
                 per_class=per_class,
                 fmt="md" if fmt is ReportFormat.html else fmt.value,
                 plots=plots,
+                epochs=epochs,
             )
         except ValueError as err:
             err_console.print(str(err))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftmatrix import catalog
 from ftmatrix.result import (
     CONFIG,
     PLAN,
@@ -46,7 +47,8 @@ def metric_name(name: str) -> str:
     if not name.startswith("test."):
         name = "test." + name
     if name not in METRICS_KNOWN:
-        raise ValueError(f"unknown metric '{name}'; choose from {', '.join(METRICS_KNOWN)}")
+        hint = catalog.did_you_mean(name, METRICS_KNOWN)
+        raise ValueError(f"unknown metric '{name}'; choose from {', '.join(METRICS_KNOWN)}{hint}")
     return name
 
 
@@ -58,6 +60,8 @@ class JobRow:
     state: str  # done | failed | pruned | pending | damaged (result.json unreadable)
     metrics: dict[str, float] = field(default_factory=dict)  # test.* values
     best_epoch: int | None = None
+    tested_epoch: int | None = None  # the epoch whose weights were tested
+    tested_by: str | None = None  # the rule that chose it: "last", "best val_loss (min)"
     epochs_run: int | None = None
     trainable: int | None = None
     trainable_percent: float | None = None
@@ -66,6 +70,8 @@ class JobRow:
     device: str | None = None
     error: str | None = None
     per_class: dict[str, float] = field(default_factory=dict)
+    confusion: list[list[int]] = field(default_factory=list)  # rows: true, cols: predicted
+    class_names: list[str] = field(default_factory=list)
     k: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
     curves: list[dict[str, Any]] = field(default_factory=list)
@@ -136,6 +142,8 @@ def _row(job_dir: Path, entry: PlanEntry, *, curves: bool, problems: list[str]) 
             if value is not None:
                 row.metrics[f"test.{key}"] = float(value)
         row.per_class = result.test.per_class_accuracy
+        row.confusion = result.test.confusion_matrix
+        row.class_names = result.test.class_names
         row.k = result.test.k
     if result.params is not None:
         row.trainable = result.params.trainable
@@ -143,6 +151,9 @@ def _row(job_dir: Path, entry: PlanEntry, *, curves: bool, problems: list[str]) 
     row.seconds_per_epoch = result.timing.get("per_epoch")
     row.seconds = result.timing.get("total")
     row.best_epoch = result.best_epoch
+    # results written before the rule was recorded tested their best epoch
+    row.tested_epoch = result.tested_epoch if result.tested_by else result.best_epoch
+    row.tested_by = result.tested_by
     row.epochs_run = result.epochs_run
     row.device = result.device
     try:

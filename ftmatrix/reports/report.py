@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ftmatrix.reports import plots as plotting
 from ftmatrix.reports import search, tables
-from ftmatrix.reports.collect import Study, flatten, load, metric_name
+from ftmatrix.reports.collect import JobRow, Study, curves_of, flatten, load, metric_name
 from ftmatrix.result import (
     PLOTS,
     REPORT_MD,
@@ -20,6 +20,8 @@ from ftmatrix.result import (
 )
 
 STATES = ("done", "failed", "pruned", "damaged", "pending")  # as the header counts them
+EPOCHS = ("best", "all", "none")  # --epochs: whose per-epoch table report.md shows
+MAX_CONFUSION_CLASSES = 20  # a wider confusion matrix is drawn only (plots/confusion-*.png)
 
 
 def write(
@@ -32,9 +34,13 @@ def write(
     per_class: bool = False,
     fmt: str = "md",
     plots: bool = True,
+    epochs: str = "best",
 ) -> Path:
-    """Write the report of one run folder; the path of the main file."""
+    """Write the report of one run folder; the path of the main file. `epochs`: the
+    per-epoch table of the best job (best), of every job (all) or none."""
     metric = metric_name(metric)
+    if epochs not in EPOCHS:
+        raise ValueError(f"--epochs takes {', '.join(EPOCHS)}, not '{epochs}'")
     study = load(root, curves=False)  # plots read the curves they draw
     try:
         searched = read_search(root)
@@ -51,13 +57,19 @@ def write(
         return out
     images: list[Path] = []
     search_images: list[Path] = []
+    detailed = detailed_jobs(study, metric, every=per_class)
     if plots:
         folder = out.parent / PLOTS
         folder.mkdir(exist_ok=True)
         images = plotting.curves(study, folder, metric=metric)
         images += plotting.metric_vs_axes(study, metric, folder)
+        images += [plotting.confusion(job, folder) for job in detailed if job.confusion]
         if searched:
             search_images = search.plot(searched, folder)
+    by_epoch = {"best": detailed[:1], "all": study.jobs, "none": []}[epochs]
+    for job in by_epoch:  # read only the curves that are shown
+        if job.state == "done" and not job.curves:
+            job.curves = curves_of(root / job.id, study.problems)
     sections = []
     if searched:
         relative = [p.relative_to(out.parent) for p in search_images]
@@ -71,9 +83,21 @@ def write(
         images=[p.relative_to(out.parent) for p in images],
         search=sections,
         drawn=search.continuous(searched) if searched else set(),
+        by_epoch=[j for j in by_epoch if j.curves],
     )
     write_atomic(out, text)
     return out
+
+
+def detailed_jobs(study: Study, metric: str, *, every: bool) -> list[JobRow]:
+    """The finished jobs whose classes are shown: the best by `metric` first, then (with
+    `every`) the others in plan order; [] when none finished."""
+    done = [j for j in study.jobs if j.state == "done" and metric in j.metrics]
+    if not done:
+        return []
+    larger = tables.METRICS_KNOWN[metric]
+    best = sorted(done, key=lambda j: -j.metrics[metric] if larger else j.metrics[metric])[0]
+    return [best, *(j for j in done if j is not best)] if every else [best]
 
 
 def _header(study: Study) -> list[str]:
@@ -108,9 +132,11 @@ def markdown(
     images,
     search: list[str] = (),
     drawn: set[str] = frozenset(),
+    by_epoch: list[JobRow] = (),
 ) -> str:
     """The report; `search`: the search section's lines (after the comparison),
-    `drawn`: searched settings drawn from ranges, which get no effect table."""
+    `drawn`: searched settings drawn from ranges, which get no effect table,
+    `by_epoch`: the jobs whose per-epoch table is shown (their curves read)."""
     parts = _header(study)
     if study.problems:
         parts += ["## Damaged files", "", "Left out of the tables and plots below:", ""]
@@ -118,6 +144,9 @@ def markdown(
         parts.append("")
     parts += [f"## Comparison (sorted by {metric}, {tables.STAR} best)", ""]
     parts.append(tables.markdown(tables.comparison(study, metric)))
+    rules = tables.tested_rules(study)
+    if rules:
+        parts += [f"Tested epoch: {'; '.join(rules)}.", ""]
     parts += search
     axes = [a for a in study.axes if a != tables.SEED and a not in drawn]
     if axes:
@@ -127,24 +156,39 @@ def markdown(
     if rows and cols:
         parts += [f"## {metric}: {rows} × {cols}", ""]
         parts.append(tables.markdown(tables.pivot(study, rows, cols, metric)))
-    done = [j for j in study.jobs if j.state == "done" and metric in j.metrics]
-    if done:
-        larger = tables.METRICS_KNOWN[metric]
-        best = sorted(done, key=lambda j: -j.metrics[metric] if larger else j.metrics[metric])[0]
-        shown = done if per_class else [best]
+    detailed = detailed_jobs(study, metric, every=per_class)
+    if by_epoch:
+        parts += ["## Per-epoch metrics", ""]
+        for job in by_epoch:
+            parts += [_title(job, detailed), "", tables.markdown(tables.epochs(job))]
+    if detailed:
         parts += ["## Per-class accuracy", ""]
-        for job in shown:
-            title = f"### {job.label or job.id}" + (" (best)" if job is best else "")
-            topk = job.metrics.get("test.topk")
-            parts += [title, ""]
-            if topk is not None:
-                parts += [f"top-{job.k} accuracy: {topk:.4f}", ""]
-            parts.append(tables.markdown(tables.per_class(job)))
+        for job in detailed:
+            parts += _classes(job, title=_title(job, detailed))
     if images:
         parts += ["## Plots", ""]
         parts += [f"![{p.stem}]({p.as_posix()})" for p in images]
         parts.append("")
     return "\n".join(parts)
+
+
+def _title(job: JobRow, detailed: list[JobRow]) -> str:
+    best = bool(detailed) and job is detailed[0]
+    return f"### {job.label or job.id}" + (" (best)" if best else "")
+
+
+def _classes(job: JobRow, *, title: str) -> list[str]:
+    """A job's per-class accuracy (with counts), top-k and confusion matrix."""
+    parts = [title, ""]
+    topk = job.metrics.get("test.topk")
+    if topk is not None:
+        parts += [f"top-{job.k} accuracy: {topk:.4f}", ""]
+    parts.append(tables.markdown(tables.per_class(job)))
+    names = job.class_names
+    if names and len(job.confusion) == len(names) <= MAX_CONFUSION_CLASSES:
+        parts += ["Confusion matrix (rows: true class, columns: predicted):", ""]
+        parts.append(tables.markdown(tables.confusion(job)))
+    return parts
 
 
 def latex(study: Study, *, metric: str, rows, cols) -> str:

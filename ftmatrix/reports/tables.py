@@ -1,4 +1,5 @@
-"""Tables from a Study: comparison, effect of each setting, pivot, per class.
+"""Tables from a Study: comparison, effect of each setting, pivot, per class, confusion
+matrix, per epoch.
 
 A table is (headers, rows of strings), rendered as Markdown, LaTeX or CSV. Ordering
 and number formats are fixed, so the same results always give the same bytes.
@@ -59,17 +60,20 @@ def comparison(study: Study, metric: str) -> Table:
     for job in study.jobs:
         groups.setdefault(tuple(job.settings.get(a, "") for a in axes), []).append(job)
     metric_cols = ["test.accuracy", "test.f1_macro", "test.precision_macro", "test.recall_macro"]
+    metric_heads = ["test acc", "macro F1", "precision", "recall"]
+    ks = sorted({j.k for j in study.jobs if j.k is not None and "test.topk" in j.metrics})
+    if ks:  # train.topk: shown, as it may be what the table is sorted by
+        metric_cols.append("test.topk")
+        metric_heads.append(f"top-{ks[0]} acc" if len(ks) == 1 else "top-k acc")
     headers = [
         "",
         *axes,
-        "test acc",
-        "macro F1",
-        "precision",
-        "recall",
-        "best epoch",
+        *metric_heads,
+        "tested epoch",
         "epochs",
         "trainable",
         "s/epoch",
+        "time (s)",
         "state",
     ]
     if seeded:
@@ -89,14 +93,16 @@ def comparison(study: Study, metric: str) -> Table:
             trainable = params_cell(first.trainable, first.trainable_percent)
         epochs = [j.epochs_run for j in done if j.epochs_run is not None]
         per_epoch = [j.seconds_per_epoch for j in done if j.seconds_per_epoch is not None]
-        best = [j.best_epoch for j in done if j.best_epoch is not None]
+        tested = [j.tested_epoch for j in done if j.tested_epoch is not None]
+        seconds = [j.seconds for j in done if j.seconds is not None]
         row = [
             *setting,
             *cells,
-            _join(best),
+            _join(tested),
             _join(epochs),
             trainable,
             _num(statistics.mean(per_epoch), 1) if per_epoch else "",
+            _num(statistics.mean(seconds), 1) if seconds else "",
             _state(jobs),
         ]
         if seeded:
@@ -169,9 +175,71 @@ def pivot(study: Study, rows_axis: str, cols_axis: str, metric: str) -> Table:
     )
 
 
+def tested_rules(study: Study) -> list[str]:
+    """How the finished jobs chose their tested epoch, e.g. ['best val_loss (min): 4
+    jobs', 'last: 2 jobs'] (jobs written before the rule was recorded: their best)."""
+    counts: dict[str, int] = {}
+    for job in study.jobs:
+        if job.state == "done":
+            rule = job.tested_by or "best (by early stopping's metric)"
+            counts[rule] = counts.get(rule, 0) + 1
+    return [f"{rule}: {n} job{'s' if n > 1 else ''}" for rule, n in sorted(counts.items())]
+
+
 def per_class(job: JobRow) -> Table:
-    rows = [[name, _num(acc)] for name, acc in job.per_class.items()]
-    return Table(["class", "accuracy"], rows, {1})
+    """Accuracy of each class with its counts (276/368: right of all of that class)."""
+    names = job.class_names or list(job.per_class)
+    matrix = job.confusion if len(job.confusion) == len(names) else None
+    rows = []
+    for i, name in enumerate(names):
+        counts = f"{matrix[i][i]}/{sum(matrix[i])}" if matrix else ""
+        rows.append([name, counts, _num(job.per_class.get(name))])
+    return Table(["class", "correct", "accuracy"], rows, {1, 2})
+
+
+def confusion(job: JobRow) -> Table:
+    """Counts of each true class (rows) predicted as each class (columns)."""
+    names = job.class_names
+    rows = [
+        [name, *(str(n) for n in counts)] for name, counts in zip(names, job.confusion, strict=True)
+    ]
+    return Table(["true \\ predicted", *names], rows, set(range(1, len(names) + 1)))
+
+
+EPOCH_COLUMNS = (  # metrics.jsonl key -> header; a column shows when any epoch has it
+    ("train_loss", "train loss"),
+    ("train_accuracy", "train acc"),
+    ("val_loss", "val loss"),
+    ("val_accuracy", "val acc"),
+    ("val_f1", "val F1"),
+    ("val_precision", "val precision"),
+    ("val_recall", "val recall"),
+    ("lr", "lr"),
+    ("batch_size", "batch"),
+    ("seconds", "s"),
+)
+
+
+def epochs(job: JobRow) -> Table:
+    """One row per epoch of metrics.jsonl (job.curves); the tested epoch starred."""
+    shown = [(k, h) for k, h in EPOCH_COLUMNS if any(c.get(k) is not None for c in job.curves)]
+    rows = []
+    for c in job.curves:
+        mark = STAR if c["epoch"] == job.tested_epoch else ""
+        cells = [_epoch_cell(key, c.get(key)) for key, _ in shown]
+        rows.append([str(c["epoch"]), mark, *cells])
+    headers = ["epoch", "tested", *(h for _, h in shown)]
+    return Table(headers, rows, {0, *range(2, len(headers))})
+
+
+def _epoch_cell(key: str, value) -> str:
+    if value is None:
+        return ""
+    if key == "lr":
+        return f"{value:.3g}"
+    if key == "batch_size":
+        return str(value)
+    return _num(value, 1 if key == "seconds" else 4)
 
 
 # -------------------------------------------------------------------- formats

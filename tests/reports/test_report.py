@@ -105,7 +105,9 @@ def test_comparison_is_sorted_with_the_best_marked_and_failures_and_pending_kept
     best = table.rows[0]
     assert best[4] == "0.8900"  # macro F1
     assert best[table.headers.index("trainable")] == "1,000 (25.00%)"
-    assert best[table.headers.index("best epoch")] == "2"
+    assert best[table.headers.index("tested epoch")] == "2"  # (an older result: its best)
+    assert best[table.headers.index("top-5 acc")] == "1.0000"  # train.topk is shown
+    assert best[table.headers.index("time (s)")] == "30.0"
 
 
 def test_sorting_by_a_loss_puts_the_smallest_first(grid_run):
