@@ -52,12 +52,21 @@ for epoch in range(start, train["epochs"] + 1):
     train_loss, train_acc = evaluate(fit)
     val_loss, val_acc = evaluate(val)
     torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-         "rng": torch.get_rng_state(), "epoch": epoch},
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "epoch": epoch,
+        },
         state_file,
     )
-    job.log_epoch(epoch, train_loss=train_loss, train_accuracy=train_acc,
-                  val_loss=val_loss, val_accuracy=val_acc)
+    job.log_epoch(
+        epoch,
+        train_loss=train_loss,
+        train_accuracy=train_acc,
+        val_loss=val_loss,
+        val_accuracy=val_acc,
+    )
     if job.should_stop():  # Ctrl-C, --timeout or the search's pruner: the checkpoint is saved
         raise SystemExit(130)
 
