@@ -165,6 +165,9 @@ def _take_pid(pid: int) -> subprocess.Popen | None:
 def test_a_job_pid_reused_by_another_process_is_not_followed():
     job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     followed = process.follow(job.pid)
+    # Start times are counted in clock ticks (10 ms): a pid reused within one tick looks
+    # like the same process to anyone. A real reuse comes much later; so does this one.
+    time.sleep(0.05)
     job.kill()
     job.wait()  # reaped: its pid is free for the next process
     other = _take_pid(job.pid)
