@@ -179,7 +179,11 @@ def _script(config: dict[str, Any], *, env: dict[str, str], recorder: Recorder) 
     argv = [custom.substitute(item, config) for item in script["command"]]
     cwd = str(Path(os.environ.get(CODE_DIR, os.getcwd()), script.get("cwd") or "."))
     program = Path(cwd) / argv[0]
-    if "/" not in argv[0] and program.is_file() and os.access(program, os.X_OK):
+    if argv[0] in ("python", "python3"):
+        # the interpreter running ftmatrix: the script sees the same packages (ftmatrix.job
+        # included) whether or not the virtual environment is activated
+        argv[0] = sys.executable
+    elif "/" not in argv[0] and program.is_file() and os.access(program, os.X_OK):
         argv[0] = str(program)  # a file beside the matrix, not on PATH
     full_env = {**os.environ, **script.get("env", {}), **env}
     try:
