@@ -7,6 +7,7 @@ library only: every module of the matrix language may import it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,8 +28,16 @@ def message(error: Any, *, fields: Sequence[str], parent: str | None = None) -> 
     elif error["type"] == "missing":
         text = "required key missing"
     elif error["type"] != "unknown_name" and not isinstance(error.get("input"), (dict, list)):
-        text = f"{text} (got {error.get('input')!r})"
+        text = f"{text} (got {error.get('input')!r}){_literal_hint(error)}"
     return text.removeprefix("Value error, ")
+
+
+def _literal_hint(error: Any) -> str:
+    """' (did you mean 'x'?)' for a word outside a fixed set of choices (a Literal)."""
+    if error["type"] != "literal_error":
+        return ""
+    choices = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
+    return catalog.did_you_mean(str(error.get("input")), choices)
 
 
 def config_key(section: str, error: Any) -> str:
