@@ -61,7 +61,7 @@ class PeftSettings(Section):
         "virtual tokens, Hugging Face text models only).",
     )
     init_r: Int = Field(
-        12, gt=0, le=4096, description="AdaLoRA: the rank every layer starts from (>= r)."
+        12, gt=0, le=4096, description="AdaLoRA: the rank every layer starts from (above r)."
     )
     feedforward_modules: list[str] = Field(
         default_factory=list,
@@ -89,10 +89,10 @@ def method_problems(section: Any) -> list[str]:
     if not getattr(section, "enabled", False):
         return []
     problems = []
-    if section.method == "adalora" and section.init_r < section.r:
+    if section.method == "adalora" and section.init_r <= section.r:
         problems.append(
-            f"adalora starts from init_r ({section.init_r}) ranks down to r ({section.r}): "
-            "init_r must be at least r"
+            f"adalora prunes from init_r ({section.init_r}) ranks down to r ({section.r}): "
+            "init_r must be above r"
         )
     if section.method == "ia3":
         stray = [m for m in section.feedforward_modules if m not in section.target_modules]

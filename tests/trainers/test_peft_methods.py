@@ -24,7 +24,7 @@ VIT = {
     "loha": 4 * 2 * 4 * 128 + HEAD_VIT,  # two low-rank pairs
     "lokr": 1162,
     "ia3": 4 * 64 + HEAD_VIT,  # one scaling vector per layer
-    "adalora": 4 * (12 * 128 + 12) + HEAD_VIT,  # init_r=12: A, B and the singular values
+    "adalora": 4 * (12 * 128 + 12) + HEAD_VIT,  # init_r=12 (default): A, B and the singular values
     "vera": 4 * (64 + 4) + HEAD_VIT,  # d (r) and b (out) per layer; projections frozen
 }
 # Tiny BERT (width 32, 2 layers), two classes: head 32*2+2.
