@@ -144,7 +144,7 @@ def refusals(cfg: JobConfig) -> list[tuple[str, str]]:
 def _quantize_problems(cfg: JobConfig) -> list[tuple[str, str]]:
     import importlib.util
 
-    why = []
+    why = ["loading a 4-bit or 8-bit base is not built yet (the setting is reserved)"]
     if not torch.cuda.is_available() or cfg.train.device in ("cpu", "mps"):
         why.append("bitsandbytes quantisation runs on a CUDA device and this job has none")
     if cfg.model.source != "hf":
