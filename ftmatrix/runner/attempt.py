@@ -268,10 +268,10 @@ def follow_progress(
     the offset to read from next."""
     events, offset = read_progress(path, offset)
     for event in events:
+        if on_event is not None:  # (first: a line the display cannot show still counts)
+            on_event(event)
         try:
             display.event(job, event)
         except (ValueError, KeyError, TypeError):
             continue  # (an event without the fields its kind has: advice, not a record)
-        if on_event is not None:
-            on_event(event)
     return offset

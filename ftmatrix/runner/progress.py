@@ -53,6 +53,13 @@ def eta(*, queued: int, running: list[float], mean: float, slots: int) -> float:
     return max(spread, max(left, default=0.0), mean if queued else 0.0)
 
 
+_VAL_ACC = ("val_accuracy", "val acc", ".3f")  # an epoch event's key, its name, its format
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 class Plain:
     """One line per event, for logs. With a pool (`parallel`), lines of several jobs
     interleave, so each epoch line names its job; calls come from the pool's threads,
@@ -80,13 +87,18 @@ class Plain:
 
     def event(self, job: Job, event: dict) -> None:
         if event.get("event") == "epoch":
-            val = event.get("val_accuracy")
-            tail = f", val acc {val:.3f}" if val is not None else ""
+            # a script or function job reports only the metrics it has: its val loss
+            # stands in for a train loss it does not report
+            loss = "train_loss" if _number(event.get("train_loss")) else "val_loss"
+            shown = [
+                f"{name} {event[key]:{form}}"
+                for key, name, form in ((loss, loss.replace("_", " "), ".4f"), _VAL_ACC)
+                if _number(event.get(key))
+            ]
+            speed = event.get("samples_per_second")
+            tail = f" ({speed:.0f} samples/s)" if _number(speed) else ""
             who = f"{job.label or job.id} " if self.parallel else ""
-            self.say(
-                f"  {who}epoch {event['epoch']}: train loss {event['train_loss']:.4f}{tail} "
-                f"({event['samples_per_second']:.0f} samples/s)"
-            )
+            self.say(f"  {who}epoch {event['epoch']}: {', '.join(shown)}{tail}")
 
     def job_finished(self, job: Job, state: str, result: Result | None, seconds: float) -> None:
         self.finished += 1
