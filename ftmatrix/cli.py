@@ -376,11 +376,34 @@ def report(
     epochs: Annotated[
         str, typer.Option(help="Per-epoch table: of the best job (best), every job (all), none.")
     ] = "best",
+    together: Annotated[
+        bool,
+        typer.Option(
+            help="One report of all the runs side by side (e.g. TPE vs evolution): "
+            "runs_dir/A-vs-B.md, or --out."
+        ),
+    ] = False,
 ) -> None:
     """Write comparison tables, the effect of each setting and learning curves."""
     from ftmatrix.reports.report import write
     from ftmatrix.result import PLAN
 
+    if together:
+        from ftmatrix.reports import side_by_side
+
+        roots = [_run_folder(target, runs_dir) for target in targets]
+        missing = [str(r) for r in roots if not (r / PLAN).exists()]
+        if missing or len(roots) < 2:
+            err_console.print(f"--together needs two run folders or more; not runs: {missing}")
+            raise typer.Exit(2)
+        joint = out or roots[0].parent / ("-vs-".join(r.name for r in roots) + ".md")
+        try:
+            path = side_by_side.write(roots, out=joint, metric=metric, plots=plots)
+        except ValueError as err:
+            err_console.print(str(err))
+            raise typer.Exit(2) from None
+        console.print(f"wrote {path}")
+        return
     for target in targets:
         root = _run_folder(target, runs_dir)
         if not (root / PLAN).exists():
