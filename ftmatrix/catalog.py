@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 
-TASKS = ("image-classification", "text-classification")
+TASKS = ("image-classification", "text-classification", "causal-lm")
 
 # name -> accepted spellings (compared after lower-casing and mapping "-" and " " to "_"),
 # PyTorch's class names among them (CrossEntropyLoss -> crossentropyloss).
@@ -38,7 +38,7 @@ SCHEDULERS = {
     "linear": ("linear", "linear_warmup", "linear_with_warmup"),
     "plateau": ("plateau", "reduce_on_plateau", "reducelronplateau", "reduce_lr_on_plateau"),
 }
-DATASETS = ("digits",)
+DATASETS = ("digits", "reverse-digits")
 
 # tracker -> the package its code imports (absent: not installed; the extra of the same
 # name installs it, `pip install 'ftmatrix[mlflow]'`).

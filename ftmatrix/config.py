@@ -21,6 +21,7 @@ from ftmatrix import catalog, custom
 from ftmatrix.bounds import MAX_EXAMPLES, Float, Int, Seed
 from ftmatrix.peft_methods import PeftSettings
 from ftmatrix.sections import Section
+from ftmatrix.sft import SftConfig
 from ftmatrix.training import (  # re-exported: `from ftmatrix.config import TrainConfig`
     EarlyStoppingConfig,
     LossConfig,
@@ -40,7 +41,7 @@ __all__ = [
     "TrainConfig",
 ]
 
-Task = Literal["image-classification", "text-classification"]
+Task = Literal["image-classification", "text-classification", "causal-lm"]
 
 
 # --------------------------------------------------------------------------- data
@@ -82,8 +83,11 @@ TEXT_FILES = (".csv", ".tsv", ".jsonl", ".json")
 class DataConfig(Section):
     """Where the examples come from and how they are split."""
 
-    builtin: Literal["digits"] | None = Field(
-        None, description="A dataset that ships offline: 'digits' (sklearn's 8x8 digits)."
+    builtin: Literal["digits", "reverse-digits"] | None = Field(
+        None,
+        description="A dataset that ships offline: 'digits' (sklearn's 8x8 digits); "
+        "'reverse-digits' (task causal-lm: 'rev 123=' -> '321', generated from split_seed, "
+        "data.limit pairs, 2000 by default).",
     )
     path: str | None = Field(
         None,
@@ -123,6 +127,10 @@ class DataConfig(Section):
             "DataLoader worker processes; default none: batches are slices of the decoded "
             "tensors and augmentation runs batched on the device."
         ),
+    )
+    sft: SftConfig = Field(
+        default_factory=SftConfig,
+        description="Task causal-lm: prompt/response columns, packing, answer extraction.",
     )
 
     @model_validator(mode="after")
@@ -180,6 +188,11 @@ class ModelConfig(Section):
     freeze_backbone: bool = Field(False, description="Train only the classification head.")
     image_size: Int = Field(224, gt=0, le=4096, description="Input side in pixels (images).")
     max_length: Int = Field(128, gt=0, le=65536, description="Max tokens per text.")
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Task causal-lm: recompute activations in the backward pass (less "
+        "memory, about a third more compute); the same training, so not in the job id.",
+    )
 
     @field_validator("config")
     @classmethod
@@ -403,8 +416,41 @@ def cross_check(cfg: JobConfig) -> list[tuple[str, str]]:
             )
         if cfg.data.builtin == "digits":
             problems.append(("data.builtin", "'digits' is an image dataset; the task is text"))
+    problems += causal_lm_problems(cfg)
     if cfg.lora.enabled and cfg.model.freeze_backbone:
         problems.append(
             ("lora.enabled", "lora.enabled and model.freeze_backbone are both set: pick one")
         )
+    return problems
+
+
+def causal_lm_problems(cfg: JobConfig) -> list[tuple[str, str]]:
+    """Settings that contradict task causal-lm, or need it."""
+    assert cfg.data is not None and cfg.model is not None
+    problems: list[tuple[str, str]] = []
+    if cfg.task != "causal-lm":
+        if cfg.data.builtin == "reverse-digits":
+            problems.append(("data.builtin", "'reverse-digits' is a task causal-lm dataset"))
+        if cfg.model.gradient_checkpointing:
+            problems.append(
+                ("model.gradient_checkpointing", "gradient checkpointing is built for task "
+                 "causal-lm only")
+            )  # fmt: skip
+        return problems
+    if cfg.model.source == "torchvision":
+        problems.append(
+            ("model.name", f"task causal-lm needs a Hugging Face causal language model "
+             f"(e.g. a Llama or GPT-2 from model.config), not the torchvision model "
+             f"'{cfg.model.name}'")
+        )  # fmt: skip
+    if cfg.data.builtin == "digits":
+        problems.append(("data.builtin", "'digits' is an image dataset; the task is causal-lm"))
+    if cfg.data.hf_dataset is not None:
+        problems.append(("data.hf_dataset", "task causal-lm reads a .jsonl file or a builtin"))
+    if cfg.data.path is not None and not cfg.data.path.lower().endswith(".jsonl"):
+        problems.append(("data.path", "task causal-lm reads a .jsonl file of prompt/response"))
+    if cfg.distill.enabled:
+        problems.append(("distill.enabled", "distillation is not built for task causal-lm"))
+    if cfg.model.freeze_backbone:
+        problems.append(("model.freeze_backbone", "a causal LM has no head to train alone"))
     return problems

@@ -56,16 +56,20 @@ def normalized_section(name: str, section: Any, *, task: str) -> Any:
     d = section.model_dump(mode="json")
     if name == "data":
         del d["num_workers"]  # speed only
+        sft = d.pop("sft")  # task causal-lm only: no other job's id depends on it
+        if task == "causal-lm":
+            d = _causal_lm_data(d, sft)
         if not d["augment"]["enabled"] or task != "image-classification":
             d["augment"] = {"enabled": False}
         if task == "image-classification":
             del d["text_column"]
-        if d["builtin"] is not None:
+        if d["builtin"] is not None and task != "causal-lm":
             # a bundled dataset has no columns to name
             d.pop("text_column", None)
             del d["label_column"]
     elif name == "model":
         del d["max_length" if task == "image-classification" else "image_size"]
+        del d["gradient_checkpointing"]  # memory against compute: the same training
     elif name == "lora":
         if not d["enabled"]:
             return {"enabled": False}
@@ -79,6 +83,17 @@ def normalized_section(name: str, section: Any, *, task: str) -> Any:
         d = {k: normalized_train_field(k, v) for k, v in d.items()}
         d = {k: v for k, v in d.items() if v is not DROP}
     return d
+
+
+def _causal_lm_data(d: dict[str, Any], sft: dict[str, Any]) -> dict[str, Any]:
+    """The data section of a causal-lm job: pairs, so no text or label column; of
+    data.sft only what its source reads."""
+    del d["text_column"], d["label_column"]
+    if d["builtin"] is not None or sft["messages_column"] is not None:
+        del sft["prompt_column"], sft["response_column"]
+    if d["builtin"] != "reverse-digits":
+        del sft["digits"]
+    return {**d, "sft": sft}
 
 
 DROP = object()  # what `normalized_train_field` returns for a field that does not matter

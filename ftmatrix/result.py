@@ -120,6 +120,12 @@ class EpochMetrics(_Record):
     weight_decay: float | None = Field(None, description="Weight decay of the epoch.")
     seconds: float = Field(..., description="Wall time of the epoch (train + validation).")
     samples_per_second: float | None = Field(None, description="Training throughput.")
+    val_perplexity: float | None = Field(
+        None, description="exp(val_loss) of a causal-lm job (response tokens only)."
+    )
+    tokens_per_second: float | None = Field(
+        None, description="Training tokens per second (causal-lm; padding not counted)."
+    )
 
 
 class TestMetrics(_Record):
@@ -141,6 +147,12 @@ class TestMetrics(_Record):
     confusion_matrix: list[list[int]] = Field(default_factory=list)
     class_names: list[str] = Field(default_factory=list)
     n: int = Field(0, description="Number of test examples.")
+    exact_match: float | None = Field(
+        None,
+        description="causal-lm: share of test prompts whose greedy generation's extracted "
+        "answer equals the reference's (also given as `accuracy`).",
+    )
+    perplexity: float | None = Field(None, description="causal-lm: exp(test loss).")
 
 
 class Params(_Record):
@@ -191,6 +203,9 @@ class Result(_Record):
     )
     peak_memory_bytes: int | None = Field(
         None, description="Peak memory: CUDA's max allocated, else the process's peak RSS."
+    )
+    tokens_per_second: float | None = Field(
+        None, description="causal-lm: training tokens per second over all epochs run."
     )
 
 

@@ -87,6 +87,10 @@ def _source(cfg: JobConfig, *, base_dir: Path) -> tuple[int | None, list[tuple[s
         if data.test_fraction == 0 and splits is not None and "test" not in splits:
             return None, [("data.test_fraction", no_test.format(where))]
         return None, []
+    if task == "causal-lm":
+        if not path.is_file():
+            return None, [("", f"{where} must be a .jsonl file of prompt/response pairs")]
+        return None, []
     if task == "text-classification":
         if not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES:
             return None, [("", f"{where} must be a .csv, .tsv or .jsonl file for texts")]
@@ -125,7 +129,10 @@ def _saved_splits(path: Path) -> list[str] | None:
 def needs_architecture(cfg: JobConfig) -> bool:
     """Whether a job's model goes to the model process: pretrained weights (are they
     there?), or settings only its architecture can confirm (a Hugging Face model's
-    config keys and patch size, LoRA target modules)."""
+    config keys and patch size, LoRA target modules). Never your own model
+    (`model.factory`): its code is imported by the job process only."""
+    if cfg.model.factory is not None:
+        return False
     if cfg.model.pretrained or cfg.model.source == "hf":
         return True
     return cfg.lora.enabled

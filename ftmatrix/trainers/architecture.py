@@ -44,7 +44,7 @@ def check(cfg: JobConfig) -> Problems:
     """The problems of one job config's model (empty when it builds and fits)."""
     import torch
 
-    from ftmatrix.trainers import lora, models, peft_methods
+    from ftmatrix.trainers import lora, models, peft_methods, sft_data
 
     spec = cfg.model
     if spec.pretrained:
@@ -57,7 +57,10 @@ def check(cfg: JobConfig) -> Problems:
     empty = cfg.model_copy(update={"model": spec.model_copy(update={"pretrained": False})})
     try:
         with torch.device("meta"):
-            built = models.build(empty, num_classes=2)
+            if cfg.task == "causal-lm":  # a language model, no classification head
+                built = models.Built(sft_data.build_for_check(empty), "hf", (), (), "")
+            else:
+                built = models.build(empty, num_classes=2)
     except (models.ConfigError, ValueError, TypeError, KeyError, OSError) as err:
         return [("model", f"{spec.name} cannot be built from its config: {err}")]
     except (RuntimeError, NotImplementedError):

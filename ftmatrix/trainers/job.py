@@ -67,6 +67,7 @@ from ftmatrix.trainers import (
     optim,
     peft_methods,
     selection,
+    sft_job,
 )
 from ftmatrix.trainers import own as own_code
 from ftmatrix.trainers.models import ConfigError
@@ -197,6 +198,11 @@ def _fail(job_dir: Path, result: Result, error: str, message: str, progress: Pro
 
 def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, stop: Stop) -> None:
     """Train and test the job, filling `result` (the caller writes it)."""
+    if cfg.task == "causal-lm":  # instruction fine-tuning: its own loop
+        result.versions = _versions()
+        return sft_job.train(
+            cfg, job_dir=job_dir, result=result, progress=progress, stop=stop, fault=fault
+        )
     t0 = time.time()
     device = compute.device(cfg.train.device)
     autocast = compute.autocast(cfg.train.precision, device)
