@@ -135,7 +135,7 @@ def is_own(config: Any) -> bool:
     """Whether a job (a JobConfig or its JSON data) runs the user's own code."""
     if isinstance(config, dict):
         return bool(config.get("script") or config.get("function"))
-    return getattr(config, "script", None) is not None or getattr(config, "function", None)
+    return getattr(config, "script", None) is not None or bool(getattr(config, "function", None))
 
 
 def own_section(name: str, raw: Any) -> Any:
