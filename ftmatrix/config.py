@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from ftmatrix import catalog, custom
+from ftmatrix import catalog, components, custom
 from ftmatrix.bounds import MAX_EXAMPLES, Float, Int, Seed
 from ftmatrix.peft_methods import PeftSettings
 from ftmatrix.sections import Section
@@ -188,11 +188,20 @@ class ModelConfig(Section):
     freeze_backbone: bool = Field(False, description="Train only the classification head.")
     image_size: Int = Field(224, gt=0, le=4096, description="Input side in pixels (images).")
     max_length: Int = Field(128, gt=0, le=65536, description="Max tokens per text.")
+    factory: str | None = Field(
+        None,
+        description="Your own network: 'module:function' or 'file.py:function' (relative "
+        "to the matrix), called in the job process as function(num_classes=N, "
+        "**model.config) and returning an nn.Module that maps normalised images "
+        "(N, 3, image_size, image_size) to logits; `name` is then only its label.",
+    )
     gradient_checkpointing: bool = Field(
         False,
         description="Task causal-lm: recompute activations in the backward pass (less "
         "memory, about a third more compute); the same training, so not in the job id.",
     )
+
+    _factory = field_validator("factory")(components.check_factory)
 
     @field_validator("config")
     @classmethod
@@ -218,6 +227,8 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _resolve_source(self) -> ModelConfig:
+        if self.factory is not None:  # your own network: `name` only labels it
+            return self
         source = self.source
         if source == "auto":
             if self.name in catalog.TORCHVISION_CLASSIFIERS:

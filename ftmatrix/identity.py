@@ -70,6 +70,7 @@ def normalized_section(name: str, section: Any, *, task: str) -> Any:
     elif name == "model":
         del d["max_length" if task == "image-classification" else "image_size"]
         del d["gradient_checkpointing"]  # memory against compute: the same training
+        _drop_unset_factory(d)
     elif name == "lora":
         if not d["enabled"]:
             return {"enabled": False}
@@ -77,12 +78,19 @@ def normalized_section(name: str, section: Any, *, task: str) -> Any:
     elif name == "distill":
         if not d["enabled"]:
             return {"enabled": False}
+        _drop_unset_factory(d["teacher"])
     elif name == "output":
         del d["keep_checkpoint"]  # what is kept after the job, not what it learns
     elif name == "train":
         d = {k: normalized_train_field(k, v) for k, v in d.items()}
         d = {k: v for k, v in d.items() if v is not DROP}
     return d
+
+
+def _drop_unset_factory(model: dict[str, Any] | None) -> None:
+    """model.factory was added later: absent while unset, so that older ids stand."""
+    if model is not None and model.get("factory") is None:
+        model.pop("factory", None)
 
 
 def _causal_lm_data(d: dict[str, Any], sft: dict[str, Any]) -> dict[str, Any]:

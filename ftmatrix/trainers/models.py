@@ -51,7 +51,7 @@ class ConfigError(Exception):
 @dataclass
 class Built:
     model: nn.Module
-    source: str  # "torchvision" | "hf"
+    source: str  # "torchvision" | "hf" | "own" (model.factory)
     mean: tuple[float, ...]
     std: tuple[float, ...]
     head: str  # name of the classification head module (trained fully under LoRA)
@@ -59,6 +59,13 @@ class Built:
 
 
 def build(cfg: JobConfig, num_classes: int, class_names: list[str] | None = None) -> Built:
+    if cfg.model.factory is not None:  # your own network (trainers/components.py)
+        from ftmatrix.trainers import components
+
+        made, head = components.call(cfg.model.factory, num_classes=num_classes, **cfg.model.config)
+        if head is None:
+            raise ConfigError(f"{cfg.model.factory} gave no nn.Module with an nn.Linear head")
+        return Built(made, "own", IMAGENET_MEAN, IMAGENET_STD, head)
     if cfg.model.source == "torchvision":
         return _torchvision(cfg, num_classes)
     return _hf(cfg, num_classes, class_names or [str(i) for i in range(num_classes)])
@@ -254,7 +261,7 @@ def _image_stats(name: str, config, *, pretrained: bool) -> tuple[tuple, tuple]:
 
 def logits(built: Built, model: nn.Module, x) -> torch.Tensor:
     """Forward pass for either family: images (float tensor) or texts (dict of ids)."""
-    if built.source == "torchvision":
+    if built.source in ("torchvision", "own"):  # (own: a model.factory's module)
         return model(x)
     if isinstance(x, dict):
         return model(**x).logits

@@ -1,0 +1,35 @@
+"""What `validate` checks of own components in the built-in trainer (`model.factory`,
+see ftmatrix/components.py): that their code can be found, without importing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftmatrix import components
+from ftmatrix.matrix.jobs import Job
+from ftmatrix.matrix.problems import Problems
+
+
+def check(jobs: list[Job], *, base: dict, base_dir: Path, problems: Problems) -> None:
+    """A problem at the key that names a factory whose code cannot be found (the base's
+    key when the base writes it, else the matrix's axes)."""
+    seen: set[tuple[str, str]] = set()
+    for job in jobs:
+        if job.config.model is None or job.config.model.factory is None:
+            continue
+        for key, factory in components.factories(job.config.model_dump(mode="json")):
+            message = components.problem(factory, base_dir=base_dir)
+            if message is None or (key, message) in seen:
+                continue
+            seen.add((key, message))
+            problems.add(_origin(base, key), key, message)
+
+
+def _origin(base: dict, key: str) -> tuple:
+    parts = key.split(".")
+    value: object = base
+    for i, part in enumerate(parts):
+        if not isinstance(value, dict) or part not in value:
+            return ("base", *parts[:i]) if i else ("grid",)
+        value = value[part]
+    return ("base", *parts)
