@@ -45,7 +45,10 @@ def rows(root: Path) -> dict[str, dict[str, str]]:
         (b'{"status": "done", "te', "not valid JSON"),
         (b"\xff\xfe{}", "not UTF-8 (byte 0)"),
         (b"[1, 2]", "holds a JSON list, not an object"),
-        (b'{"status": "done", "test": {"accuracy": []}}', "test.accuracy: Input should be a valid number"),
+        (
+            b'{"status": "done", "test": {"accuracy": []}}',
+            "test.accuracy: Input should be a valid number",
+        ),
     ],
 )
 def test_a_damaged_result_is_named_and_the_other_jobs_reported(tmp_path, damage, problem):

@@ -120,7 +120,7 @@ def test_quantised_base_refused_at_preflight_without_cuda():
         "lora.quantize",
         "4bit base refused: bitsandbytes quantisation runs on a CUDA device and this job has none",
     ) in problems
-    with pytest.raises(ConfigError, match="lora.quantize 4bit"):
+    with pytest.raises(ConfigError, match=r"lora\.quantize 4bit"):
         _wrapped("text", {"quantize": "4bit"})  # a job started anyway refuses too
 
 
