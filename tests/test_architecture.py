@@ -113,6 +113,8 @@ PURE = [
     "ftmatrix.bounds",
     "ftmatrix.peft_methods",
     "ftmatrix.custom",
+    "ftmatrix.components",
+    "ftmatrix.sft",
     "ftmatrix.identity",
     "ftmatrix.result",
     "ftmatrix.catalog",
