@@ -26,6 +26,7 @@ from ftmatrix.runner import progress, studies, tune
 from ftmatrix.runner.attempt import Options
 from ftmatrix.runner.launchers.forkserver import ForkServerLauncher
 from ftmatrix.runner.status import collect
+from tests.tiny import MICRO_VIT
 
 from .helpers import job_pids, wait_for
 
@@ -34,18 +35,7 @@ MATRICES = Path(__file__).parents[2] / "matrices"
 
 TINY_BASE = {
     "data": {"builtin": "digits", "limit": 300},
-    "model": {
-        "name": "google/vit-base-patch16-224",
-        "pretrained": False,
-        "image_size": 16,
-        "config": {
-            "hidden_size": 16,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "intermediate_size": 32,
-            "patch_size": 8,
-        },
-    },
+    "model": MICRO_VIT,
     "train": {"epochs": 2, "batch_size": 64, "lr": 0.003},
 }
 
