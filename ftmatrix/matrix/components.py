@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ftmatrix import components
 from ftmatrix.matrix.jobs import Job
+from ftmatrix.matrix.owncode import origin
 from ftmatrix.matrix.problems import Problems
 
 
@@ -22,14 +23,4 @@ def check(jobs: list[Job], *, base: dict, base_dir: Path, problems: Problems) ->
             if message is None or (key, message) in seen:
                 continue
             seen.add((key, message))
-            problems.add(_origin(base, key), key, message)
-
-
-def _origin(base: dict, key: str) -> tuple:
-    parts = key.split(".")
-    value: object = base
-    for i, part in enumerate(parts):
-        if not isinstance(value, dict) or part not in value:
-            return ("base", *parts[:i]) if i else ("grid",)
-        value = value[part]
-    return ("base", *parts)
+            problems.add(origin(base, key), key, message)

@@ -26,10 +26,12 @@ def check(jobs: list[Job], *, base: dict, base_dir: Path, problems: Problems) ->
         if (key, message) in seen:
             continue
         seen.add((key, message))
-        problems.add(_origin(base, key), key, message)
+        problems.add(origin(base, key), key, message)
 
 
-def _origin(base: dict, key: str) -> tuple:
+def origin(base: dict, key: str) -> tuple:
+    """Where a problem with the setting `key` is reported: where `base` writes it (or
+    the deepest part of it that base writes), else the grid."""
     parts = key.split(".")
     value: object = base
     for i, part in enumerate(parts):
