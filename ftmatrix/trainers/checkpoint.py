@@ -20,6 +20,8 @@ once: no copy of the model is made on the host to save it.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import random
 from pathlib import Path
 
@@ -28,8 +30,8 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from ftmatrix.result import CHECKPOINT_STATE as STATE
+from ftmatrix.result import STARTS, replace_folder, write_atomic
 from ftmatrix.result import WEIGHTS_MODEL as MODEL
-from ftmatrix.result import replace_folder, write_atomic
 
 
 def _best(folder: Path, epoch: int) -> Path:
@@ -115,3 +117,22 @@ def export(weights: Path, model: torch.nn.Module, *, lora: bool, pretrained: boo
             save_model(model, str(folder / MODEL), force_contiguous=True)
 
     replace_folder(weights, fill)
+
+
+def begin(job_dir: Path, state: dict | None, *, seed: int) -> int:
+    """The epoch this start of the job begins at (after a checkpoint's, or 1): noted in
+    starts.log (with the GPUs the runner's pool pinned), and every RNG seeded."""
+    start = state["epoch"] + 1 if state else 1
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    with (job_dir / STARTS).open("a") as f:
+        f.write(f"{now} start epoch={start} gpus={gpus} pid={os.getpid()}\n")
+    seed_everything(seed)
+    return start
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and torch's generators (CUDA's with torch's)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import platform
-import random
 import shutil
 import signal
 import sys
@@ -45,10 +44,8 @@ from ftmatrix.result import (
     PREDICTIONS,
     PROGRESS,
     RESULT,
-    STARTS,
     WEIGHTS,
     EpochMetrics,
-    Params,
     Result,
     log_tail,
     write_atomic,
@@ -211,19 +208,12 @@ def train(cfg: JobConfig, *, job_dir: Path, result: Result, progress: Progress, 
     result.precision = compute.precision_name(autocast)
     result.versions = _versions()
     state = checkpoint.load(job_dir / CHECKPOINT)
-    start_epoch = state["epoch"] + 1 if state else 1
-    with (job_dir / STARTS).open("a") as f:
-        gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")  # the runner's pool pins GPUs
-        f.write(f"{_now()} start epoch={start_epoch} gpus={gpus} pid={os.getpid()}\n")
-    _seed(cfg.train.seed)
+    start_epoch = checkpoint.begin(job_dir, state, seed=cfg.train.seed)
 
     parts = _prepare(
         cfg, job_dir=job_dir, device=device, autocast=autocast, progress=progress, stop=stop
     )
-    trainable, total = models.count_parameters(parts.model)
-    result.params = Params(
-        trainable=trainable, total=total, trainable_percent=100.0 * trainable / max(total, 1)
-    )
+    result.params = models.params_record(parts.model)
     trackers, history = _resume(parts, state=state, result=result)
     result.timing["setup"] = time.time() - t0
 
@@ -296,7 +286,7 @@ def _prepare(
     if len(splits.test) == 0:  # before training, not after it
         raise data.DataError("the test split is empty (data.test_fraction is 0 and no test/)")
     classes = splits.class_names
-    _seed(spec.seed)  # the same initial weights whatever the data loading drew
+    checkpoint.seed_everything(spec.seed)  # the same initial weights whatever the data loading drew
     built = models.build(cfg, len(classes), classes)
     model = built.model
     if cfg.lora.enabled:  # LoRA or another method (peft_methods.py)
@@ -556,12 +546,6 @@ def _save_npz(path: str, **arrays: np.ndarray) -> None:
 
 
 # ------------------------------------------------------------------- helpers
-
-
-def _seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _versions() -> dict[str, str]:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ftmatrix.config import JobConfig
+from ftmatrix.result import Params
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -274,3 +275,11 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
+
+
+def params_record(model: nn.Module) -> Params:
+    """Trainable and total parameters, as result.json records them."""
+    trainable, total = count_parameters(model)
+    return Params(
+        trainable=trainable, total=total, trainable_percent=100.0 * trainable / max(total, 1)
+    )

@@ -12,7 +12,6 @@ The caller (job.py) writes result.json and handles signals and failures.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import math
 import os
 import random
@@ -23,17 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ftmatrix.config import JobConfig
 from ftmatrix.result import (
     CHECKPOINT,
     METRICS,
-    STARTS,
     WEIGHTS,
     EpochMetrics,
-    Params,
     Result,
     TestMetrics,
     write_atomic,
@@ -85,18 +81,11 @@ def train(
     autocast = compute.autocast(cfg.train.precision, device)
     result.device, result.precision = compute.describe(device), compute.precision_name(autocast)
     state = checkpoint.load(job_dir / CHECKPOINT)
-    start = state["epoch"] + 1 if state else 1
-    with (job_dir / STARTS).open("a") as f:
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        f.write(f"{now} start epoch={start} pid={os.getpid()}\n")
-    _seed(cfg.train.seed)
+    start = checkpoint.begin(job_dir, state, seed=cfg.train.seed)
     p = _prepare(
         cfg, job_dir=job_dir, device=device, autocast=autocast, progress=progress, stop=stop
     )
-    trainable, total = models.count_parameters(p.model)
-    result.params = Params(
-        trainable=trainable, total=total, trainable_percent=100.0 * trainable / max(total, 1)
-    )
+    result.params = models.params_record(p.model)
     trackers = {"best": selection.fresh(), "stopper": selection.fresh()}
     history: list[EpochMetrics] = []
     if state:
@@ -155,7 +144,7 @@ def _prepare(cfg: JobConfig, *, job_dir: Path, device, autocast, progress, stop)
     rows = _examples(cfg, tok, splits.train)
     if cfg.data.sft.packing:
         rows = causal_lm.pack(rows, max_length=cfg.model.max_length)
-    _seed(cfg.train.seed)  # the same initial weights whatever the data drew
+    checkpoint.seed_everything(cfg.train.seed)  # the same initial weights whatever the data drew
     model = sft_data.build(cfg, tok)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -376,9 +365,3 @@ def exact_matches(p: Parts, pairs: list[tuple[str, str]]) -> list[bool]:
             got = extract(pattern, tok.decode(row))
             hits.append(got is not None and got == extract(pattern, answer))
     return hits
-
-
-def _seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
