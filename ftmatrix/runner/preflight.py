@@ -94,7 +94,7 @@ def _source(cfg: JobConfig, *, base_dir: Path) -> tuple[int | None, list[tuple[s
     if task == "text-classification":
         if not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES:
             return None, [("", f"{where} must be a .csv, .tsv or .jsonl file for texts")]
-        return None, []
+        return _read_source(cfg, path)
     if not path.is_dir():
         return None, [("", f"{where} must be a folder of images")]
     splits = [s for s in ("val", "test") if (path / s).is_dir()]
@@ -111,7 +111,24 @@ def _source(cfg: JobConfig, *, base_dir: Path) -> tuple[int | None, list[tuple[s
     problems = []
     if data.test_fraction == 0 and not (path / "test").is_dir():
         problems.append(("data.test_fraction", no_test.format(where) + " (no test/ folder)"))
-    return len(found), problems
+    n, found_there = _read_source(cfg, path)
+    return n if n is not None else len(found), problems + found_there
+
+
+def _read_source(cfg: JobConfig, path: Path) -> tuple[int | None, list[tuple[str, str]]]:
+    """What the job's own data reader (trainers/sources.py: names and labels only, no
+    torch, no image decoded) finds wrong with an image folder or a text file, before the
+    first job rather than as every job's data_error; and its number of classes."""
+    from ftmatrix.trainers import sources
+
+    try:
+        if cfg.task == "text-classification":
+            names = sources.text_file(path, cfg.data)[2]
+        else:
+            names = sources.image_folder(path)[1]
+    except sources.DataError as err:
+        return None, [("data.path", str(err))]
+    return len(names), []
 
 
 def _saved_splits(path: Path) -> list[str] | None:

@@ -30,9 +30,11 @@ def problems(path: Path) -> list[str]:
 
 
 def image_folder(root: Path, classes: list[str], splits=("train",)) -> Path:
+    """Class folders, each with one image file (pre-flight reads names, never pixels)."""
     for split in splits:
         for name in classes:
             (root / split / name).mkdir(parents=True)
+            (root / split / name / "0.png").write_bytes(b"")
     return root
 
 
@@ -206,3 +208,78 @@ def test_run_refuses_what_the_architecture_contradicts_before_any_job(tmp_path, 
     assert out.count("['attn'] match no layer") == 1  # the same problem, said once
     assert "q_proj" in out  # what the model does have
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture
+def models_fine(monkeypatch):
+    """The architecture process answers "no problem" at once (these tests are about data)."""
+
+    def answer(args, **kwargs):
+        return subprocess.CompletedProcess(args, 0, stdout="[]", stderr="")
+
+    monkeypatch.setattr(preflight.subprocess, "run", answer)
+
+
+IMAGE_MATRIX = """\
+name: t
+base:
+  data: {path: data}
+  model: {name: resnet18, pretrained: false, image_size: 32}
+"""
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda d: (d / "train" / "cat" / "0.png").unlink(), "holds no images"),
+        (lambda d: image_folder(d, ["bird"], splits=("test",)), "class folders that"),
+        (lambda d: (d / "val").mkdir(), None),  # an empty val/ is no problem
+    ],
+    ids=["empty class folder", "test class absent from train", "empty val"],
+)
+def test_an_image_folder_that_cannot_mean_what_it_says_stops_the_run_before_any_job(
+    tmp_path, damage, expected
+):
+    image_folder(tmp_path / "data", ["cat", "dog"], splits=("train", "test"))
+    damage(tmp_path / "data")
+    path = matrix(tmp_path, IMAGE_MATRIX)
+    found = problems(path)
+    if expected is None:
+        assert found == []
+        return
+    assert len(found) == 1 and expected in found[0] and "data.path" in found[0]
+    done = CliRunner().invoke(app, ["run", str(path)])
+    assert done.exit_code == 2 and expected in done.output
+    assert not (tmp_path / "runs").exists()
+
+
+TEXT_MATRIX = """\
+name: t
+base:
+  task: text-classification
+  data: {path: texts.FORMAT}
+  model: {name: google-bert/bert-base-uncased, pretrained: false}
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("csv", "text,label\na,x\nb,x\nc,x\n", "at least two classes"),
+        (
+            "jsonl",
+            '{"text": "a", "label": 1}\n{"text": "b", "label": "1"}\n',
+            "differ only in how they are written",
+        ),
+        ("jsonl", '{"text": "a", "label": 0}\nnot json\n{"text": "c", "label": 1}\n', ":2"),
+        ("csv", "text,label\na,x\nb,\nc,y\n", ":3"),
+    ],
+    ids=["single class", "labels 1 and '1'", "a line that is not JSON", "a row without label"],
+)
+def test_a_text_file_that_cannot_mean_what_it_says_is_refused_at_pre_flight(
+    tmp_path, models_fine, name, text, expected
+):
+    (tmp_path / f"texts.{name}").write_text(text)
+    found = problems(matrix(tmp_path, TEXT_MATRIX.replace("FORMAT", name)))
+    assert len(found) == 1 and "data.path" in found[0] and f"texts.{name}" in found[0]
+    assert expected in found[0]
