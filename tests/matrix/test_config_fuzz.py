@@ -1,6 +1,7 @@
 """Fuzz: every shipped matrix with one value swapped for an absurd one (nan, infinities,
-huge, negative, true/false, text, empty) or one key dropped still ends `validate` with
-exit 0 or 2, never a traceback, in under a second."""
+huge, negative, true/false, text, empty), one key dropped, renamed, written twice or
+given a value of another type, or its axes reordered, still ends `validate` with exit 0
+or 2, never a traceback, in under a second."""
 
 from __future__ import annotations
 
@@ -69,3 +70,90 @@ def test_an_absurd_value_anywhere_is_refused_cleanly(tmp_path, index, pick, valu
     assert "Traceback" not in result.output
     if result.exit_code == 2:
         assert f"{path}:" in result.output
+
+
+def rename(data: Any, path: tuple, suffix: str) -> None:
+    """The key at `path` renamed (a typo: `suffix` appended), its value kept."""
+    parent = data
+    for key in path[:-1]:
+        parent = parent[key]
+    if isinstance(parent, dict):
+        parent[f"{path[-1]}{suffix}"] = parent.pop(path[-1])
+
+
+def reorder(data: Any) -> None:
+    """The grid's axes (and base's sections) in reverse order."""
+    for section in ("grid", "base"):
+        if isinstance(data.get(section), dict):
+            data[section] = dict(reversed(list(data[section].items())))
+
+
+def duplicate_a_line(text: str, pick: float) -> str:
+    """One `key: value` line written twice (a duplicate key in the same mapping)."""
+    lines = text.splitlines()
+    keyed = [
+        i
+        for i, line in enumerate(lines)
+        if ":" in line and not line.lstrip().startswith(("#", "-"))
+    ]
+    i = keyed[int(pick * len(keyed))]
+    return "\n".join([*lines[: i + 1], lines[i], *lines[i + 1 :]]) + "\n"
+
+
+def swap_type(value: Any) -> Any:
+    """A value of another type that reads alike: a number as text, a list as its first item."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return value[0] if value else {}
+    if isinstance(value, dict):
+        return list(value.values())
+    return [value]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    index=st.integers(min_value=0, max_value=len(MATRICES) - 1),
+    pick=st.floats(min_value=0, max_value=1, exclude_max=True),
+    kind=st.sampled_from(["rename", "reorder", "duplicate", "swap"]),
+    suffix=st.sampled_from(["s", "_", "X", ".x"]),
+)
+def test_a_renamed_reordered_duplicated_or_retyped_key_is_refused_or_planned_cleanly(
+    tmp_path, index, pick, kind, suffix
+):
+    source = MATRICES[index]
+    text = source.read_text()
+    if kind == "duplicate":
+        text = duplicate_a_line(text, pick)
+    else:
+        data, _ = parse_yaml(text, str(source))
+        paths = leaves(data)
+        target = paths[int(pick * len(paths))]
+        if kind == "rename":
+            rename(data, target, suffix)
+        elif kind == "reorder":
+            reorder(data)
+        else:
+            parent = data
+            for key in target[:-1]:
+                parent = parent[key]
+            parent[target[-1]] = swap_type(parent[target[-1]])
+        text = yaml.safe_dump(data, sort_keys=False)
+    path = tmp_path / source.name
+    path.write_text(text)
+    start = time.perf_counter()
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert time.perf_counter() - start < 1.0
+    assert result.exit_code in (0, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    if result.exit_code == 2:
+        assert f"{path}:" in result.output
+    if kind == "duplicate":
+        assert result.exit_code == 2 and "duplicate key" in result.output
