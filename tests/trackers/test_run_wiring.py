@@ -92,3 +92,21 @@ def test_export_of_a_folder_that_is_not_a_run_is_exit_2(tmp_path):
         app, ["export", "nothing", "--to", "tensorboard", "--runs-dir", str(tmp_path)]
     )
     assert done.exit_code == 2
+
+
+@pytest.mark.slow
+def test_an_unreachable_mlflow_never_fails_the_run_and_export_sends_it_later(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    matrix = two_jobs(tmp_path)
+    runner = CliRunner()
+    done = runner.invoke(
+        app, ["run", str(matrix), "--track", "mlflow", "--track-uri", "http://127.0.0.1:9"]
+    )
+    assert done.exit_code == 0, done.output  # every job done, whatever the tracker did
+    assert "ftmatrix export tracked --to mlflow" in done.output
+    root = tmp_path / "runs" / "tracked"
+    plan = json.loads((root / "plan.json").read_text())
+    assert all(json.loads((root / j["id"] / "result.json").read_text())["status"] == "done"
+               for j in plan["jobs"])  # fmt: skip
+    sent = runner.invoke(app, ["export", "tracked", "--to", "mlflow"])
+    assert sent.exit_code == 0 and "sent 2 jobs to mlflow" in sent.output, sent.output
