@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ftmatrix import catalog
 from ftmatrix.bounds import Int, Seed
@@ -73,6 +73,22 @@ class SearchSpec(BaseModel):
     space_file: str | None = Field(
         None, description="An NNI search-space file (JSON or YAML), relative to the matrix."
     )
+    population_size: Int | None = Field(
+        None,
+        ge=2,
+        le=10_000,
+        description="strategy evolution: trials per generation, as NNI's evolution tuner's "
+        "population_size (default: a quarter of the trials, between 2 and 50).",
+    )
+
+    @model_validator(mode="after")
+    def _population_for_evolution(self) -> SearchSpec:
+        if self.population_size is not None and self.strategy != "evolution":
+            raise ValueError(
+                f"population_size applies to strategy evolution, not {self.strategy}: "
+                "remove it or write strategy: evolution"
+            )
+        return self
 
 
 METRICS = (

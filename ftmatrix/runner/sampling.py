@@ -16,7 +16,7 @@ def sampler(spec: SearchSpec, dists: list[Dist]):
     if spec.strategy == "tpe":
         return optuna.samplers.TPESampler(seed=spec.seed)
     if spec.strategy == "evolution":
-        population = max(2, min(spec.trials // 4, 50))
+        population = spec.population_size or max(2, min(spec.trials // 4, 50))
         return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=population)
     grid = {}
     for d in dists:

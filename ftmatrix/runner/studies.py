@@ -65,6 +65,8 @@ def study_name(point: Job, spec: SearchSpec, dists: list[Dist]) -> str:
         "direction": spec.direction,
         "space": [dataclasses.asdict(d) for d in dists],
     }
+    if spec.population_size is not None:  # (absent: the names of existing studies stay)
+        meaning["population_size"] = spec.population_size
     return f"{point.id}-{hash_id(canonical_json(meaning))[:8]}"
 
 

@@ -37,3 +37,16 @@ def test_reopen_fails_loudly_when_optuna_no_longer_has_what_it_relies_on():
     changed = types.SimpleNamespace(number=0)  # a FrozenTrial without its private id
     with pytest.raises(RuntimeError, match="no longer has _trial_id"):
         sampling.reopen(study, changed)
+
+
+def test_evolution_takes_nni_s_population_size_and_other_strategies_refuse_it():
+    from pydantic import ValidationError
+
+    from ftmatrix.matrix.search import SearchSpec
+
+    given = SearchSpec(strategy="evolution", trials=40, population_size=8)
+    assert sampling.sampler(given, [])._population_size == 8
+    default = SearchSpec(strategy="evolution", trials=40)
+    assert sampling.sampler(default, [])._population_size == 10  # a quarter of the trials
+    with pytest.raises(ValidationError, match="population_size applies to strategy evolution"):
+        SearchSpec(strategy="tpe", population_size=8)
