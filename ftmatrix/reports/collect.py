@@ -32,6 +32,8 @@ METRICS_KNOWN = {
     "test.recall_macro": True,
     "test.topk": True,
     "test.loss": False,
+    "test.exact_match": True,  # causal-lm
+    "test.perplexity": False,  # causal-lm
 }
 
 
@@ -65,6 +67,9 @@ class JobRow:
     epochs_run: int | None = None
     trainable: int | None = None
     trainable_percent: float | None = None
+    adapter_bytes: int | None = None  # the saved PEFT adapter's size on disk
+    peak_memory_bytes: int | None = None  # CUDA's max allocated, else the peak RSS
+    tokens_per_second: float | None = None  # causal-lm training throughput
     seconds_per_epoch: float | None = None
     seconds: float | None = None
     device: str | None = None
@@ -148,6 +153,9 @@ def _row(job_dir: Path, entry: PlanEntry, *, curves: bool, problems: list[str]) 
     if result.params is not None:
         row.trainable = result.params.trainable
         row.trainable_percent = result.params.trainable_percent
+    row.adapter_bytes = result.adapter_bytes
+    row.peak_memory_bytes = result.peak_memory_bytes
+    row.tokens_per_second = result.tokens_per_second
     row.seconds_per_epoch = result.timing.get("per_epoch")
     row.seconds = result.timing.get("total")
     row.best_epoch = result.best_epoch
@@ -174,6 +182,8 @@ METRIC_FIELDS = (
     "recall_macro",
     "topk",
     "loss",
+    "exact_match",
+    "perplexity",
 )
 
 

@@ -98,6 +98,9 @@ def _job(job: JobRow, metrics: list[str]) -> dict[str, Any]:
         "epochs": job.epochs_run,
         "trainable": job.trainable,
         "trainable_percent": _round(job.trainable_percent),
+        "adapter_bytes": job.adapter_bytes,
+        "peak_memory_bytes": job.peak_memory_bytes,
+        "tokens_per_second": _round(job.tokens_per_second),
         "seconds_per_epoch": _round(job.seconds_per_epoch),
     }
 

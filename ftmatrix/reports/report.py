@@ -202,9 +202,14 @@ def latex(study: Study, *, metric: str, rows, cols) -> str:
     return "\n".join(parts)
 
 
+RESOURCE_FIELDS = ("adapter_bytes", "peak_memory_bytes", "tokens_per_second")  # results.csv
+
+
 def results_csv(study: Study) -> str:
     """One row per job: every setting and metric, for pandas or a spreadsheet."""
     records = []
+    # adapter, peak memory, tokens/s: columns only when some job wrote them
+    sizes = [k for k in RESOURCE_FIELDS if any(getattr(j, k) is not None for j in study.jobs)]
     for job in study.jobs:
         record = {
             "id": job.id,
@@ -217,6 +222,7 @@ def results_csv(study: Study) -> str:
             "epochs_run": job.epochs_run,
             "trainable_params": job.trainable,
             "trainable_percent": job.trainable_percent,
+            **{k: getattr(job, k) for k in sizes},
             "seconds_per_epoch": job.seconds_per_epoch,
             "seconds": job.seconds,
             "device": job.device,

@@ -59,12 +59,8 @@ def comparison(study: Study, metric: str) -> Table:
     groups: dict[tuple, list[JobRow]] = {}
     for job in study.jobs:
         groups.setdefault(tuple(job.settings.get(a, "") for a in axes), []).append(job)
-    metric_cols = ["test.accuracy", "test.f1_macro", "test.precision_macro", "test.recall_macro"]
-    metric_heads = ["test acc", "macro F1", "precision", "recall"]
-    ks = sorted({j.k for j in study.jobs if j.k is not None and "test.topk" in j.metrics})
-    if ks:  # train.topk: shown, as it may be what the table is sorted by
-        metric_cols.append("test.topk")
-        metric_heads.append(f"top-{ks[0]} acc" if len(ks) == 1 else "top-k acc")
+    metric_cols, metric_heads = _metric_columns(study)
+    resources = [(head, cell) for key, head, cell in RESOURCE_COLUMNS if _any(study, key)]
     headers = [
         "",
         *axes,
@@ -72,6 +68,7 @@ def comparison(study: Study, metric: str) -> Table:
         "tested epoch",
         "epochs",
         "trainable",
+        *(head for head, _ in resources),
         "s/epoch",
         "time (s)",
         "state",
@@ -101,6 +98,7 @@ def comparison(study: Study, metric: str) -> Table:
             _join(tested),
             _join(epochs),
             trainable,
+            *(cell(done) for _, cell in resources),
             _num(statistics.mean(per_epoch), 1) if per_epoch else "",
             _num(statistics.mean(seconds), 1) if seconds else "",
             _state(jobs),
@@ -115,6 +113,74 @@ def comparison(study: Study, metric: str) -> Table:
         rows.append([star, *bodies[index]])
     numeric = set(range(len(axes) + 1, len(headers) - 1))
     return Table(headers, rows, numeric)
+
+
+CLASSIFIER_COLUMNS = (
+    ("test.accuracy", "test acc"),
+    ("test.f1_macro", "macro F1"),
+    ("test.precision_macro", "precision"),
+    ("test.recall_macro", "recall"),
+)
+LM_COLUMNS = (("test.exact_match", "exact match"), ("test.perplexity", "perplexity"))
+
+
+def _metric_columns(study: Study) -> tuple[list[str], list[str]]:
+    """The test metrics the table shows: the classifier's four, and a causal-lm job's
+    exact match and perplexity. A column no job has is left out once some job has a
+    test metric (a causal-lm study has no F1), and test acc when it is every job's
+    exact match (causal-lm jobs write both)."""
+    have = {m for j in study.jobs for m in j.metrics}
+    pairs = [(c, h) for c, h in CLASSIFIER_COLUMNS if c in have or not have]
+    if have and all("test.exact_match" in j.metrics for j in study.jobs if j.metrics):
+        pairs = [(c, h) for c, h in pairs if c != "test.accuracy"]
+    pairs += [(c, h) for c, h in LM_COLUMNS if c in have]
+    ks = sorted({j.k for j in study.jobs if j.k is not None and "test.topk" in j.metrics})
+    if ks:  # train.topk: shown, as it may be what the table is sorted by
+        pairs.append(("test.topk", f"top-{ks[0]} acc" if len(ks) == 1 else "top-k acc"))
+    return [c for c, _ in pairs], [h for _, h in pairs]
+
+
+def _any(study: Study, key: str) -> bool:
+    return any(getattr(j, key) for j in study.jobs)  # 0 adapter bytes: no adapter
+
+
+def bytes_cell(n: float) -> str:
+    """1536 -> '1.5 KiB' (binary units, as file managers and nvidia-smi count)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _first_bytes(key: str):
+    """The first finished job's size (the same for every seed of a setting); blank
+    when it has none (0 adapter bytes: the full model was trained)."""
+
+    def cell(done: list[JobRow]) -> str:
+        values = [getattr(j, key) for j in done if getattr(j, key)]
+        return bytes_cell(values[0]) if values else ""
+
+    return cell
+
+
+def _max_bytes(done: list[JobRow]) -> str:
+    values = [j.peak_memory_bytes for j in done if j.peak_memory_bytes is not None]
+    return bytes_cell(max(values)) if values else ""
+
+
+def _tokens(done: list[JobRow]) -> str:
+    values = [j.tokens_per_second for j in done if j.tokens_per_second is not None]
+    return _num(statistics.mean(values), 0) if values else ""
+
+
+# JobRow field -> header and cell of a setting's finished jobs; a column shows when
+# some job of the study has the field (results written without them keep their table)
+RESOURCE_COLUMNS = (
+    ("adapter_bytes", "adapter", _first_bytes("adapter_bytes")),
+    ("peak_memory_bytes", "peak memory", _max_bytes),
+    ("tokens_per_second", "tokens/s", _tokens),
+)
 
 
 def params_cell(trainable: int, percent: float | None) -> str:

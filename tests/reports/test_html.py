@@ -235,3 +235,22 @@ def test_a_run_with_nothing_finished_yet_loads_cleanly(browser, tmp_path):
         browser.execute_script("return document.querySelectorAll('#parallel, #confusion').length")
         == 0
     )
+
+
+def test_the_page_shows_sizes_memory_and_a_causal_lm_jobs_metrics(browser, tmp_path):
+    from tests.reports.test_report_resources import llm_study
+
+    page = write_html(llm_study(tmp_path), metric="test.exact_match")
+    open_page(browser, page)
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    titles = "[...document.querySelectorAll('#jobs-table th')].map(t => t.firstChild?.textContent)"
+    heads = browser.execute_script(f"return {titles}")
+    for shown in ("exact match", "perplexity", "adapter", "peak memory", "tokens/s"):
+        assert shown in heads
+    cells = browser.execute_script(
+        f"const at = {titles}.indexOf(arguments[0]); return [...document.querySelectorAll("
+        "'#jobs-table tbody tr')].map(r => r.children[at].textContent)",
+        "adapter",
+    )
+    assert cells == ["64.0 KiB", "32.0 KiB"]  # best exact match first: r=8
+    assert row_ids(browser) == ["r80000000000", "r40000000000"]

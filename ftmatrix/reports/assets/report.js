@@ -14,6 +14,7 @@
     "test.accuracy": "test acc", "test.f1_macro": "macro F1", "test.f1_weighted": "weighted F1",
     "test.precision_macro": "precision", "test.recall_macro": "recall",
     "test.topk": "top-" + (DATA.k || "k"), "test.loss": "test loss",
+    "test.exact_match": "exact match", "test.perplexity": "perplexity",
   };
   const CURVE_NAMES = {
     train_loss: "train loss", train_accuracy: "train accuracy", val_loss: "val loss",
@@ -54,6 +55,13 @@
     if (v === null || v === undefined) return "";
     if (typeof v !== "number") return String(v);
     return v.toFixed(digits === undefined ? 4 : digits);
+  }
+  function fmtBytes(n) {  // as tables.bytes_cell: 1536 -> "1.5 KiB"
+    if (!n) return "";
+    const units = ["B", "KiB", "MiB", "GiB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return i === 0 ? `${n.toFixed(0)} B` : `${n.toFixed(1)} ${units[i]}`;
   }
   function fmtTick(v) {
     if (v === 0) return "0";
@@ -175,6 +183,10 @@
     cols.push({ title: "best epoch", num: true, get: (j) => j.best_epoch, text: (j) => fmt(j.best_epoch, 0) });
     cols.push({ title: "epochs", num: true, get: (j) => j.epochs, text: (j) => fmt(j.epochs, 0) });
     cols.push({ title: "trainable %", num: true, get: (j) => j.trainable_percent, text: (j) => fmt(j.trainable_percent, 2) });
+    // shown when some job wrote them (0 adapter bytes: no adapter, the full model)
+    if (jobs.some((j) => j.adapter_bytes)) cols.push({ title: "adapter", num: true, get: (j) => j.adapter_bytes || null, text: (j) => fmtBytes(j.adapter_bytes) });
+    if (jobs.some((j) => j.peak_memory_bytes)) cols.push({ title: "peak memory", num: true, get: (j) => j.peak_memory_bytes, text: (j) => fmtBytes(j.peak_memory_bytes) });
+    if (jobs.some((j) => j.tokens_per_second)) cols.push({ title: "tokens/s", num: true, get: (j) => j.tokens_per_second, text: (j) => fmt(j.tokens_per_second, 0) });
     cols.push({ title: "s/epoch", num: true, get: (j) => j.seconds_per_epoch, text: (j) => fmt(j.seconds_per_epoch, 1) });
     cols.push({ title: "state", num: false, get: (j) => j.state, text: (j) => (j.error ? `${j.state} (${j.error})` : j.state) });
     return cols;
