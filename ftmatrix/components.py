@@ -1,6 +1,8 @@
 """Your own components inside the built-in trainer: `model.factory` names a function
-that returns the network, as "module:function" (found on sys.path or beside the
-matrix) or "path/to/file.py:function" (relative to the matrix file).
+that returns the network, `data.factory` one that returns the splits,
+`train.loss.factory` a loss and each of `train.metrics` an extra test metric, as
+"module:function" (found on sys.path or beside the matrix) or
+"path/to/file.py:function" (relative to the matrix file).
 
 This module is the schema side only (no torch, nothing imported): the form of a
 factory and whether its code can be found. The job process imports and calls it
@@ -15,7 +17,8 @@ from typing import Any
 from ftmatrix import custom
 
 FACTORY = re.compile(r"^(?:[A-Za-z_][\w.]*|[^:\s][^:]*\.py):[A-Za-z_]\w*$")
-FACTORY_KEYS = ("model.factory",)  # the dotted settings that name a factory
+# the dotted settings that name a factory (train.metrics: a list of them)
+FACTORY_KEYS = ("model.factory", "data.factory", "train.loss.factory", "train.metrics")
 
 
 def check_factory(v: Any) -> Any:
@@ -53,4 +56,11 @@ def factories(config: dict[str, Any]) -> list[tuple[str, str]]:
             value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, str):
             found.append((key, value))
+        elif isinstance(value, list):
+            found += [(f"{key}.{i}", v) for i, v in enumerate(value) if isinstance(v, str)]
     return found
+
+
+def metric_name(factory: str) -> str:
+    """The name an extra metric is recorded under: its function's name."""
+    return factory.rpartition(":")[2]

@@ -101,6 +101,16 @@ class DataConfig(Section):
         None, description="A Hugging Face datasets name, loaded with datasets.load_dataset."
     )
     hf_config: str | None = Field(None, description="The datasets configuration name, if any.")
+    factory: str | None = Field(
+        None,
+        description="Your own data: 'module:function' or 'file.py:function' (relative to "
+        "the matrix), called in the job process as function(**data.config) and returning "
+        "the splits as tensors or Datasets (see trainers/own_data.py); used as given: "
+        "no resizing, normalisation or augmentation.",
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for data.factory."
+    )
     text_column: str = Field("text", description="Column holding the text (text tasks).")
     label_column: str = Field("label", description="Column holding the class label.")
     val_fraction: Float = Field(
@@ -133,13 +143,17 @@ class DataConfig(Section):
         description="Task causal-lm: prompt/response columns, packing, answer extraction.",
     )
 
+    _factory = field_validator("factory")(components.check_factory)
+
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        given = [k for k in ("builtin", "path", "hf_dataset") if getattr(self, k) is not None]
+        sources = ("builtin", "path", "hf_dataset", "factory")
+        given = [k for k in sources if getattr(self, k) is not None]
         if len(given) != 1:
             raise PydanticCustomError(
                 "data_source",
-                "give exactly one of data.builtin, data.path, data.hf_dataset (got {given})",
+                "give exactly one of data.builtin, data.path, data.hf_dataset, data.factory "
+                "(got {given})",
                 {"given": ", ".join(given) or "none"},
             )
         if self.val_fraction + self.test_fraction >= 1:

@@ -63,6 +63,8 @@ def normalized_section(name: str, section: Any, *, task: str) -> Any:
             d["augment"] = {"enabled": False}
         if task == "image-classification":
             del d["text_column"]
+        if d["factory"] is None:  # data.factory and its config came later: older ids stand
+            del d["factory"], d["config"]
         if d["builtin"] is not None and task != "causal-lm":
             # a bundled dataset has no columns to name
             d.pop("text_column", None)
@@ -107,7 +109,7 @@ def _causal_lm_data(d: dict[str, Any], sft: dict[str, Any]) -> dict[str, Any]:
 DROP = object()  # what `normalized_train_field` returns for a field that does not matter
 # Train fields added after ids were first pinned: absent from the normal form while they
 # hold their default (so older ids stand), present once they change the training.
-OPTIONAL_TRAIN_FIELDS = ("lr_schedule", "test")
+OPTIONAL_TRAIN_FIELDS = ("lr_schedule", "metrics", "test")
 _SCHEDULER_KEEPS = {
     "none": (),
     "step": ("step_size", "gamma"),
@@ -147,6 +149,8 @@ def normalized_train_field(name: str, value: Any) -> Any:
         return DROP  # how often progress is printed does not change what is learned
     if name == "lr_schedule" and value is None:
         return DROP
+    if name == "metrics" and not value:  # no extra metric: as before train.metrics existed
+        return DROP
     if name == "test":
         return _tested_epoch(value)
     if name == "optimizer":
@@ -161,7 +165,10 @@ def normalized_train_field(name: str, value: Any) -> Any:
     if name == "scheduler":
         return _kept(value, _SCHEDULER_KEEPS[value["name"]])
     if name == "loss":
-        return _kept(value, _LOSS_KEEPS[value["name"]])
+        kept = _kept(value, _LOSS_KEEPS[value["name"]])
+        if value.get("factory") is not None:  # your own loss (absent while unset)
+            kept["factory"] = value["factory"]
+        return kept
     if name == "early_stopping" and not value["enabled"]:
         return {"enabled": False}
     return value

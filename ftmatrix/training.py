@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ftmatrix import catalog
+from ftmatrix import catalog, components
 from ftmatrix.bounds import MAX_BATCH, MAX_EPOCHS, Float, Int, Seed
+from ftmatrix.result import TestMetrics
 from ftmatrix.sections import Section, name_validator, named
 
 
@@ -98,6 +99,14 @@ class LossConfig(Section):
         max_length=100_000,
         description="cross_entropy/focal: one weight per class, or 'balanced'.",
     )
+    factory: str | None = Field(
+        None,
+        description="Your own loss: 'module:function' or 'file.py:function' (relative to "
+        "the matrix), called in the job process as function(logits, targets) -> scalar "
+        "tensor; it replaces `name` (which then only labels it).",
+    )
+
+    _factory = field_validator("factory")(components.check_factory)
     gamma: Float = Field(2.0, ge=0, le=100, description="focal: focusing parameter.")
     alpha: Float | None = Field(
         None, ge=0, le=1, description="focal: weight of the positive term (None: off)."
@@ -239,6 +248,13 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig = Field(
         default_factory=EarlyStoppingConfig, description="Stop when validation stops improving."
     )
+    metrics: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Extra test metrics of your own: 'module:function' or "
+        "'file.py:function', each called as function(y_true, y_pred) -> float on the test "
+        "split and recorded in result.json's test metrics under the function's name.",
+    )
     test: TestEpochConfig = Field(
         default_factory=TestEpochConfig,
         description="Which epoch's weights are tested: best (by a validation metric) or "
@@ -271,6 +287,19 @@ class TrainConfig(Section):
     topk: Int = Field(5, gt=0, le=100_000, description="k of the top-k test accuracy.")
     log_every: Int = Field(10, gt=0, le=1_000_000, description="Steps between progress lines.")
     compile: bool = Field(False, description="Opt in to torch.compile.")
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: list[str]) -> list[str]:
+        for factory in v:
+            components.check_factory(factory)
+        names = [components.metric_name(f) for f in v]
+        taken = sorted(set(names) & set(TestMetrics.model_fields))
+        if taken:
+            raise ValueError(f"an extra metric may not take a built-in metric's name: {taken}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"two extra metrics share a name: {', '.join(names)}")
+        return v
 
     @field_validator("lr_schedule", "batch_size_schedule", "weight_decay_schedule")
     @classmethod

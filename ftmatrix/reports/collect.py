@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ftmatrix import catalog
+from ftmatrix.reports import extras
 from ftmatrix.result import (
     CONFIG,
     PLAN,
@@ -146,6 +147,7 @@ def _row(job_dir: Path, entry: PlanEntry, *, curves: bool, problems: list[str]) 
             value = getattr(result.test, key)
             if value is not None:
                 row.metrics[f"test.{key}"] = float(value)
+        row.metrics.update(extras.own_metrics(result.test))  # a job's own names
         row.per_class = result.test.per_class_accuracy
         row.confusion = result.test.confusion_matrix
         row.class_names = result.test.class_names

@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from ftmatrix.reports import extras
 from ftmatrix.reports.collect import METRICS_KNOWN, JobRow, Study
 
 SEED = "train.seed"
@@ -137,6 +138,7 @@ def _metric_columns(study: Study) -> tuple[list[str], list[str]]:
     ks = sorted({j.k for j in study.jobs if j.k is not None and "test.topk" in j.metrics})
     if ks:  # train.topk: shown, as it may be what the table is sorted by
         pairs.append(("test.topk", f"top-{ks[0]} acc" if len(ks) == 1 else "top-k acc"))
+    pairs += extras.columns(study.jobs)  # metrics a job reported as its own (extras.py)
     return [c for c, _ in pairs], [h for _, h in pairs]
 
 

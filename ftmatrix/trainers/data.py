@@ -29,7 +29,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from ftmatrix.config import DataConfig, JobConfig
-from ftmatrix.trainers import cache, sources, tokens
+from ftmatrix.trainers import cache, own_data, sources, tokens
 from ftmatrix.trainers.sources import SPLITS, DataError
 
 
@@ -84,7 +84,9 @@ def load(cfg: JobConfig, *, tokenizer=None, cache_dir: Path | None = None) -> Sp
     training texts. `cache_dir`: where decoded images and token ids are kept across
     jobs (None: nowhere; digits, tiny and in memory already, are never cached)."""
     data = cfg.data
-    if data.builtin == "digits":
+    if data.factory is not None:  # your own data, used as given (own_data.py)
+        given, names = own_data.load(data.factory, data.config)
+    elif data.builtin == "digits":
         given, names = _digits(cfg.model.image_size), [str(n) for n in range(10)]
     elif data.hf_dataset is not None:
         given, names = _hf_dataset(cfg)

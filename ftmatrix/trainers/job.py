@@ -320,7 +320,7 @@ def _prepare(
     peft_methods.after_steps(model, optimizer)  # AdaLoRA's rank allocation
     inputs = loop.Inputs(built, device, splits.kind)
     train_inputs = inputs
-    if splits.kind == "image" and cfg.data.augment.enabled:
+    if splits.kind == "image" and cfg.data.augment.enabled and cfg.data.factory is None:
         # on the uint8 training batches, on the device: the loader only slices them
         transform = augment.BatchAugment(cfg.data.augment, cfg.model.image_size)
         train_inputs = loop.Inputs(built, device, splits.kind, transform=transform)
@@ -529,6 +529,7 @@ def _test(p: Parts, *, epoch: int | None):
         class_names=p.splits.class_names,
         k=p.cfg.train.topk,
     )
+    test = metrics.with_extras(test, p.cfg.train.metrics, y_true=y_test, probs=probs)
     if output.save_predictions:
         write_atomic(
             p.job_dir / PREDICTIONS, lambda tmp: _save_npz(tmp, y_true=y_test, probs=probs)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ftmatrix.config import LossConfig
+from ftmatrix.trainers import components
 from ftmatrix.trainers.models import ConfigError
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -31,6 +32,8 @@ def class_weights(spec: LossConfig, train_labels: torch.Tensor, num_classes: int
 
 
 def build(spec: LossConfig, *, weights: torch.Tensor | None, num_classes: int) -> Loss:
+    if spec.factory is not None:  # your own loss(logits, targets), imported now
+        return components.load(spec.factory)
     if spec.name == "cross_entropy":
         return lambda logits, y: F.cross_entropy(
             logits.float(), y, weight=_on(weights, logits), label_smoothing=spec.label_smoothing

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
+from ftmatrix import components as names
 from ftmatrix.result import TestMetrics
+from ftmatrix.trainers import components
 
 
 def f1_macro(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -61,3 +63,15 @@ def test_metrics(
         class_names=class_names,
         n=len(y_true),
     )
+
+
+def with_extras(
+    test: TestMetrics, factories: list[str], *, y_true: np.ndarray, probs: np.ndarray
+) -> TestMetrics:
+    """The test metrics plus each extra metric of `train.metrics`, called as
+    function(y_true, y_pred) on the test split and kept under the function's name."""
+    if not factories:
+        return test
+    y_pred = np.where(np.isfinite(probs), probs, 0.0).argmax(axis=1)
+    extras = {names.metric_name(f): float(components.load(f)(y_true, y_pred)) for f in factories}
+    return TestMetrics.model_validate({**test.model_dump(), **extras})
