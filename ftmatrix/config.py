@@ -441,6 +441,11 @@ def cross_check(cfg: JobConfig) -> list[tuple[str, str]]:
             )
         if cfg.data.builtin == "digits":
             problems.append(("data.builtin", "'digits' is an image dataset; the task is text"))
+    if cfg.data.factory is not None and cfg.task != "image-classification":
+        problems.append(
+            ("data.factory", "data.factory gives tensors: task image-classification only "
+             "(any tensor input, for your own model.factory too)")
+        )  # fmt: skip
     problems += causal_lm_problems(cfg)
     if cfg.lora.enabled and cfg.model.freeze_backbone:
         problems.append(
