@@ -202,7 +202,10 @@ class Result(_Record):
         None, description="Bytes on disk of the saved PEFT adapter (weights/adapter_*)."
     )
     peak_memory_bytes: int | None = Field(
-        None, description="Peak memory: CUDA's max allocated, else the process's peak RSS."
+        None,
+        description="Peak memory: on CUDA torch's max allocated bytes; else the job "
+        "process's own peak resident set size (Linux VmHWM: not what the process that "
+        "started it held).",
     )
     tokens_per_second: float | None = Field(
         None, description="causal-lm: training tokens per second over all epochs run."

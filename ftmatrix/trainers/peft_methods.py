@@ -116,10 +116,27 @@ def peak_memory(device: torch.device) -> int | None:
     """Peak bytes the device allocated (CUDA), else the process's peak resident size."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    try:
-        import resource
+    return peak_rss()
 
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
+
+def peak_rss() -> int | None:
+    """This process's peak resident set size in bytes: Linux's VmHWM, the high-water
+    mark of its own memory since it started. Not getrusage's ru_maxrss, which on Linux
+    keeps, across fork and exec, the size of the parent the job was started from (a
+    runner holding 800 MiB would make every job report at least that)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # in kB
+    except (OSError, ValueError):
+        pass
+    try:  # no /proc (macOS): ru_maxrss, in bytes there, KiB elsewhere
+        import resource
+        import sys
+
+        maxrss = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        return maxrss if sys.platform == "darwin" else maxrss * 1024
     except (ImportError, OSError):
         return None
 
