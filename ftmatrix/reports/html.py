@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ftmatrix.reports import extras
 from ftmatrix.reports.collect import METRICS_KNOWN, JobRow, Study, load, metric_name
 from ftmatrix.result import DamagedFile, read_result, read_search, write_atomic
 
@@ -54,6 +55,7 @@ def page_data(study: Study, *, metric: str, searched: dict | None) -> dict[str, 
     larger = METRICS_KNOWN[metric]
     ranked = _ranked(study.jobs, metric, larger)
     metrics = [m for m in METRICS_KNOWN if any(m in j.metrics for j in study.jobs)]
+    metrics += [m for m, _ in extras.columns(study.jobs)]  # a job's own names (extras.py)
     classes = _classes(ranked)
     return {
         "name": study.name,

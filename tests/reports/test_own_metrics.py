@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
 from ftmatrix import result
 from ftmatrix.reports import extras
 from ftmatrix.reports.collect import load
+from ftmatrix.reports.html import page_data
+from ftmatrix.reports.report import results_csv
 from ftmatrix.reports.tables import comparison
 from tests.trackers.runs import grid
 
@@ -42,3 +46,11 @@ def test_the_comparison_shows_a_column_per_own_metric(tmp_path: Path):
     cells = {(row[lora], row[lr]): row[col] for row in table.rows}
     assert cells[("off", "0.1")] == "0.6250" and cells[("r8", "0.1")] == "0.7500"
     assert cells[("r8", "0.01")] == ""  # a job without it
+    # the same numbers in report.html's data and in results.csv
+    page = page_data(study, metric="test.accuracy", searched=None)
+    assert page["metrics"][-1] == "test.balanced_accuracy"
+    jobs = {j["id"]: j for j in page["jobs"]}
+    assert jobs["bbbbbbbbbbbb"]["metrics"]["test.balanced_accuracy"] == 0.75
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(results_csv(study)))}
+    assert rows["aaaaaaaaaaaa"]["test.balanced_accuracy"] == "0.625"
+    assert rows["dddddddddddd"]["test.balanced_accuracy"] == ""
