@@ -39,11 +39,13 @@ def warm_server(tmp_path_factory):
     env = {"FTMATRIX_SERVER_DIR": str(tmp_path_factory.mktemp("server"))}
     with pytest.MonkeyPatch.context() as patch:  # only while starting: no other test sees it
         patch.setenv("FTMATRIX_SERVER_DIR", env["FTMATRIX_SERVER_DIR"])
-        info, _seconds, log = warm.start(idle=600)
+        # idle: longer than the rest of the suite may run after the last test that uses it
+        info, _seconds, log = warm.start(idle=3600)
     assert info is not None, log.read_text()
     yield env
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FTMATRIX_SERVER_DIR", env["FTMATRIX_SERVER_DIR"])
         stopped, left = warm.stop(), warm.running()
-    assert [s["pid"] for s in stopped] == [info["pid"]] and left == []
+    # (stopped here, or by itself after an idle hour: gone either way)
+    assert [s["pid"] for s in stopped] in ([info["pid"]], []) and left == []
     wait_for(lambda: not alive(info["pid"]), 10)
