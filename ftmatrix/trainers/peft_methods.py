@@ -153,6 +153,13 @@ def refusals(cfg: JobConfig) -> list[tuple[str, str]]:
             ("lora.method", f"{spec.method} prepends virtual tokens: it needs a Hugging Face "
              f"text model, not task {cfg.task}")
         )  # fmt: skip
+    if spec.method == "prefix_tuning" and cfg.task == "text-classification":
+        # peft feeds the prefix as past key values; transformers 5's encoders take none
+        # ("Model does not support past key values" at the first forward pass)
+        problems.append(
+            ("lora.method", "prefix_tuning needs a model that takes past key values (a "
+             "causal LM); this text classifier does not: use prompt_tuning")
+        )  # fmt: skip
     if spec.quantize != "none":
         problems += _quantize_problems(cfg)
     return problems

@@ -72,7 +72,9 @@ def test_virtual_tokens_refused_on_an_image_model():
         _wrapped("image", {"method": "prompt_tuning"})
 
 
-@pytest.mark.parametrize("method", ["lora", "dora", "loha", "lokr", "ia3", "adalora", "vera"])
+@pytest.mark.parametrize(
+    "method", ["lora", "rslora", "dora", "loha", "lokr", "ia3", "adalora", "vera"]
+)
 def test_saved_adapter_loads_through_peft_with_the_same_predictions(method, tmp_path):
     from peft import PeftModel
 
@@ -90,6 +92,29 @@ def test_saved_adapter_loads_through_peft_with_the_same_predictions(method, tmp_
     loaded = PeftModel.from_pretrained(fresh.model, str(tmp_path)).eval()
     with torch.no_grad():
         assert torch.allclose(loaded(pixel_values=x).logits, before, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3", "prompt_tuning"])
+def test_saved_text_adapter_loads_through_peft_with_the_same_predictions(method, tmp_path):
+    """The text methods, prompt tuning included (its virtual tokens are the adapter)."""
+    from peft import PeftModel
+
+    model, _ = _wrapped("text", {"method": method})
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    model.eval()
+    ids = torch.randint(5, 500, (3, 8), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    before = model(input_ids=ids, attention_mask=mask).logits
+    model.save_pretrained(str(tmp_path))
+    assert peft_methods.adapter_bytes(tmp_path) > 0
+    _, fresh = _built("text", {"method": method})
+    loaded = PeftModel.from_pretrained(fresh.model, str(tmp_path)).eval()
+    with torch.no_grad():
+        after = loaded(input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(after, before, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -134,3 +159,14 @@ def test_virtual_tokens_refused_at_preflight_on_an_image_model():
         ("lora.method", "prefix_tuning prepends virtual tokens: it needs a Hugging Face text "
          "model, not task image-classification")
     ]  # fmt: skip
+
+
+def test_prefix_tuning_on_a_text_classifier_is_refused_before_it_can_crash():
+    """peft passes the prefix as past key values, which transformers 5's BERT does not
+    take: the first forward pass raises. Pre-flight says so instead."""
+    cfg, _ = _built("text", {"method": "prefix_tuning"})
+    model, _ = _wrapped("text", {"method": "prefix_tuning"})
+    with pytest.raises(ValueError, match="past key values"):
+        model(input_ids=torch.ones(1, 4, dtype=torch.long))
+    (problem,) = peft_methods.refusals(cfg)
+    assert problem[0] == "lora.method" and "use prompt_tuning" in problem[1]
