@@ -14,6 +14,9 @@ on `sys.path` first.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -118,4 +121,16 @@ def tiny_matrix(*, name: str = "tiny", epochs: int = 3) -> str:
         "grid:\n"
         "  train.lr: [0.003, 0.001]\n"
         "  lora.enabled: [false, true]\n"
+    )
+
+
+def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m ftmatrix ARGS` in `cwd`, offline, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "ftmatrix", *args],
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

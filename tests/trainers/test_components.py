@@ -3,9 +3,6 @@ without importing it, the job process builds, trains and LoRA-wraps the module."
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,20 +10,10 @@ import pytest
 import ftmatrix
 from ftmatrix.config import JobConfig
 from ftmatrix.identity import normalized
+from tests.tiny import cli
 
 ROOT = Path(__file__).parents[2]
 FACTORY = f"{ROOT / 'examples' / 'own-model' / 'models.py'}:build"
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ftmatrix", *args],
-        cwd=cwd,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_a_factory_that_cannot_be_found_is_refused_without_importing(tmp_path: Path):
@@ -38,7 +25,7 @@ def test_a_factory_that_cannot_be_found_is_refused_without_importing(tmp_path: P
         "  model: {name: mine, factory: 'no_such_pkg_xyz.models:build'}\n"
         "grid:\n  model.factory: ['boom:build', 'missing.py:build']\n"
     )
-    out = _cli("validate", str(matrix), cwd=tmp_path)
+    out = cli("validate", str(matrix), cwd=tmp_path)
     text = out.stdout + out.stderr
     assert out.returncode == 2, text
     assert f"{matrix}:5:" in text and "missing.py does not exist" in text  # base key: line 5
@@ -47,13 +34,13 @@ def test_a_factory_that_cannot_be_found_is_refused_without_importing(tmp_path: P
         "# t\nname: own\nbase:\n  data: {builtin: digits}\n"
         "  model: {name: mine, factory: 'no_such_pkg_xyz.models:build'}\n"
     )
-    out = _cli("validate", str(matrix), cwd=tmp_path)
+    out = cli("validate", str(matrix), cwd=tmp_path)
     text = out.stdout + out.stderr
     assert out.returncode == 2
     assert f"{matrix}:5:" in text
     assert "module 'no_such_pkg_xyz.models' cannot be found" in text
     matrix.write_text("# t\nname: own\nbase:\n  model: {name: mine, factory: 'not a path'}\n")
-    out = _cli("validate", str(matrix), cwd=tmp_path)
+    out = cli("validate", str(matrix), cwd=tmp_path)
     assert out.returncode == 2 and "is not 'module:function'" in out.stdout + out.stderr
 
 
@@ -74,7 +61,7 @@ def test_own_model_trains_with_and_without_lora(tmp_path: Path):
         "  train: {epochs: 2, batch_size: 64, lr: 0.01}\n"
         "grid:\n  lora.enabled: [false, true]\n"
     )
-    out = _cli("run", str(matrix), cwd=tmp_path)
+    out = cli("run", str(matrix), cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     full, lora = ftmatrix.load(tmp_path / "runs" / "own")
     assert (full.state, lora.state) == ("done", "done")

@@ -4,9 +4,6 @@ ids of jobs without them stand, and the job process trains on the factory's tens
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +14,11 @@ from sklearn.metrics import balanced_accuracy_score
 import ftmatrix
 from ftmatrix.config import JobConfig
 from ftmatrix.identity import job_id, normalized
+from tests.tiny import cli
 
 ROOT = Path(__file__).parents[2]
 DATA = ROOT / "examples" / "own-model" / "digits_data.py"
 MODEL = f"{ROOT / 'examples' / 'own-model' / 'models.py'}:build"
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ftmatrix", *args],
-        cwd=cwd,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_missing_data_loss_and_metric_code_is_refused_at_its_line(tmp_path: Path):
@@ -45,7 +32,7 @@ def test_missing_data_loss_and_metric_code_is_refused_at_its_line(tmp_path: Path
         "    loss: {factory: 'no_such_pkg_xyz:loss'}\n"  # line 7
         "    metrics: ['boom:g', 'gone.py:f']\n"  # line 8
     )
-    out = _cli("validate", str(matrix), cwd=tmp_path)
+    out = cli("validate", str(matrix), cwd=tmp_path)
     text = out.stdout + out.stderr
     assert out.returncode == 2, text
     assert f"{matrix}:4:" in text and "missing_data.py does not exist" in text
@@ -145,7 +132,7 @@ def test_factory_data_trains_above_chance_with_own_and_torchvision_models(tmp_pa
         "  model: {name: resnet18, pretrained: false, image_size: 16}\n"
     )
     for matrix in (own, tv):
-        out = _cli("run", str(matrix), cwd=tmp_path)
+        out = cli("run", str(matrix), cwd=tmp_path)
         assert out.returncode == 0, out.stdout + out.stderr
     builtin, mine = sorted(
         ftmatrix.load(tmp_path / "runs" / "own"),
