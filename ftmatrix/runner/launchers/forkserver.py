@@ -43,7 +43,7 @@ def forked_job(job_dir: str, env: dict[str, str], lock) -> None:
     os._exit(code)
 
 
-class Forked:
+class Forked(process.FollowedHandle):
     """A job forked from the fork server: the same handle as a spawned process."""
 
     def __init__(self, child: multiprocessing.process.BaseProcess):
@@ -58,13 +58,6 @@ class Forked:
     def wait(self, timeout: float) -> int | None:
         self.child.join(timeout)  # wakes on the job's exit, not at the next tick
         return self.poll()
-
-    def signal(self, sig: int) -> None:
-        if self.poll() is None:
-            process.send(self.pid, sig, self.followed)
-
-    def stop(self, *, grace: float) -> int:
-        return process.stop(self, grace=grace)
 
 
 class ForkServerLauncher:

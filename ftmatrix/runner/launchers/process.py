@@ -46,6 +46,25 @@ class Launcher(Protocol):
     def start(self, job_dir: Path, *, env: dict[str, str], lock_fd: int) -> Handle: ...
 
 
+class FollowedHandle:
+    """What a handle on a job this process did not spawn itself shares: its `pid`, the
+    psutil process it is `followed` by, signals sent only while it runs, the one stop
+    ladder. Subclasses give `poll` and `wait`."""
+
+    pid: int
+    followed: psutil.Process | None
+
+    def poll(self) -> int | None:
+        raise NotImplementedError
+
+    def signal(self, sig: int) -> None:
+        if self.poll() is None:
+            send(self.pid, sig, self.followed)
+
+    def stop(self, *, grace: float) -> int:
+        return stop(self, grace=grace)
+
+
 def stop(handle: Handle, *, grace: float) -> int:
     """SIGINT, then SIGTERM, then SIGKILL, `grace` seconds apart (the job keeps its
     checkpoint on the first two); the exit code. `handle.wait` wakes when the job ends."""

@@ -125,7 +125,7 @@ def ping(path: Path | None = None) -> dict | None:
         return None
 
 
-class Served:
+class Served(process.FollowedHandle):
     """A job forked by the server: the same handle as a spawned process. Its exit code
     comes over the connection; should the server go away first, the job is followed by
     pid (and start time: a pid reused by another process is not the job)."""
@@ -165,13 +165,6 @@ class Served:
         if self.orphaned and self.code is None:
             process.wait_gone(self.followed, timeout)
         return self.poll()
-
-    def signal(self, sig: int) -> None:
-        if self.poll() is None:
-            process.send(self.pid, sig, self.followed)
-
-    def stop(self, *, grace: float) -> int:
-        return process.stop(self, grace=grace)
 
 
 class ServerLauncher:
