@@ -309,8 +309,11 @@ def _number(value: Any) -> bool:
 
 
 def _nni(path: str, kind: str, value: Any) -> Dist:
-    """An NNI distribution, read as NNI reads it: `_value` is [low, high] (plus q for
-    the quantized kinds) with low < high, and randint's upper bound is excluded."""
+    """An NNI distribution, read as NNI users write it: `_value` is [low, high] (plus q
+    for the quantized kinds), and randint's upper bound is excluded. Bounds of the
+    continuous kinds written the other way round ([0.1, 0.001]) mean the same interval:
+    NNI's tuners sample between the two numbers, and its validator only logs the order.
+    A reversed randint is refused: which end it excludes would be a guess."""
     if kind == "choice":
         dist = _from_values(path, "choice", value)
         if any(isinstance(v, dict) and "_name" in v for v in dist.values):
@@ -318,16 +321,17 @@ def _nni(path: str, kind: str, value: Any) -> Dist:
         return dist
     n = 3 if kind.startswith("q") else 2
     _check_numbers(value, n, kind)
-    if kind == "randint":
+    if kind == "randint":  # reversed, which end is excluded would be a guess: refused
         if not value[0] < value[1]:
             raise ValueError(
                 f"randint's _value is [lower, upper) with upper excluded (NNI): "
                 f"{value} holds no integer"
             )
         return _checked(Dist(path, "int", low=value[0], high=value[1] - 1, step=1))
-    if not value[0] < value[1]:
+    low, high = sorted(value[:2])
+    if not low < high:
         raise ValueError(f"{kind}'s _value is [low, high, ...] with low < high (NNI), got {value}")
-    return _from_values(path, NNI_TYPES[kind], value)
+    return _from_values(path, NNI_TYPES[kind], [low, high, *value[2:]])
 
 
 def _from_values(path: str, kind: str, value: Any) -> Dist:

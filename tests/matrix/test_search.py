@@ -237,14 +237,42 @@ def test_a_whole_number_setting_refuses_a_space_of_fractions(spec, text):
     [
         ([5, 1], "randint", "[lower, upper) with upper excluded (NNI): [5, 1] holds no integer"),
         ([3, 3], "randint", "[3, 3] holds no integer"),
-        ([0.1, 0.01], "uniform", "low < high (NNI), got [0.1, 0.01]"),
-        ([1, 0.001], "loguniform", "low < high (NNI)"),
-        ([1, 0, 0.1], "quniform", "low < high (NNI)"),
+        ([0.1, 0.1], "uniform", "low < high (NNI), got [0.1, 0.1]"),
+        ([0.01, 0.01, 0.001], "qloguniform", "low < high (NNI)"),
+        ([1, -1], "loguniform", "loguniform needs low > 0, got -1"),
     ],
 )
 def test_nni_bounds_are_read_as_nni_reads_them(value, kind, text):
     _, problems = search.parse_space({"train.lr": {"_type": kind, "_value": value}})
     assert len(problems) == 1 and text in problems[0][1], problems
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "expected"),
+    [
+        ("uniform", [0.1, 0.01], ("uniform", 0.01, 0.1, None)),
+        ("loguniform", [1e-2, 1e-4], ("loguniform", 1e-4, 1e-2, None)),
+        ("quniform", [0.5, 0.1, 0.1], ("quniform", 0.1, 0.5, 0.1)),
+        ("qloguniform", [1.0, 0.01, 0.01], ("qloguniform", 0.01, 1.0, 0.01)),
+    ],
+)
+def test_nni_reversed_continuous_bounds_mean_the_same_interval(kind, value, expected):
+    """NNI's tuners sample between the two numbers whichever comes first (its validator
+    only logs the order), so studies written for NNI run here unchanged."""
+    dists, problems = search.parse_space({"train.lr": {"_type": kind, "_value": value}})
+    assert problems == []
+    d = dists[0]
+    assert (d.kind, d.low, d.high, d.step) == expected
+    forward, _ = search.parse_space(
+        {"train.lr": {"_type": kind, "_value": sorted(value[:2]) + value[2:]}}
+    )
+    assert forward[0] == d
+
+
+def test_a_native_reversed_range_is_still_refused():
+    """Only NNI's `_type` form reads reversed bounds; ftmatrix's own form says low < high."""
+    _, problems = search.parse_space({"train.lr": {"uniform": [0.1, 0.01]}})
+    assert problems and "needs low < high" in problems[0][1]
 
 
 def test_nni_randint_excludes_its_upper_bound():
@@ -304,8 +332,9 @@ def test_a_grid_point_without_valid_trials_is_named(tmp_path):
     assert "the grid point 'freeze_backbone=true'" in problems["search.space"][1]
 
 
-def test_both_bounds_of_a_native_and_an_nni_space_are_validated_in_a_space_file(tmp_path):
-    space = {"lr": {"_type": "uniform", "_value": [0.001, 50]}, "train.epochs": {"int": [0, 3]}}
+@pytest.mark.parametrize("lr", [[0.001, 50], [50, 0.001]])
+def test_both_bounds_of_a_native_and_an_nni_space_are_validated_in_a_space_file(tmp_path, lr):
+    space = {"lr": {"_type": "uniform", "_value": lr}, "train.epochs": {"int": [0, 3]}}
     path = write(tmp_path, MATRIX + "  space_file: s.json\n", **{"s.json": json.dumps(space)})
     problems = refused_at(path)
     assert "(got 50" in problems["train.lr"][1]
