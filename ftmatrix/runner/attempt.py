@@ -168,7 +168,8 @@ def run(
     if options.force or previous == "failed":
         store.reset(job_dir, fresh=options.force)
     store.write_config(job, job_dir, base_dir=base_dir)
-    env = {**os.environ, **options.env, CODE_DIR: str(base_dir)}  # for own code (job.py)
+    # absolute: the job process may start in another folder (own code, job.py)
+    env = {**os.environ, **options.env, CODE_DIR: str(Path(base_dir).resolve())}
     if options.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = options.gpu
     progress = job_dir / PROGRESS

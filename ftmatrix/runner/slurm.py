@@ -20,10 +20,12 @@ preempted (a requeued job is simply followed), anything else -> crash.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
 
+from ftmatrix.job import CODE_DIR
 from ftmatrix.matrix.executors import SlurmSpec
 from ftmatrix.matrix.plan import Job, Plan
 from ftmatrix.matrix.select import select
@@ -46,11 +48,15 @@ FAILURES = {
 }
 
 
-def run_job(job_dir: str) -> int:
-    """What each Slurm task runs: the trainer on its job folder, output to log.txt.
+def run_job(job_dir: str, env: dict[str, str] | None = None) -> int:
+    """What each Slurm task runs: the trainer on its job folder, output to log.txt,
+    with `env` added to its environment (the runner's FTMATRIX_CODE_DIR and --env, as a
+    local job gets them: own code resolves from the matrix's folder, not the node's cwd).
 
     Its import path is pinned: submitit pickled `ftmatrix.runner.slurm.run_job` into
-    every queued task, so it must resolve in later versions too."""
+    every queued task, so it must resolve in later versions too (and `env` stays
+    optional: a task queued by an older version passes none)."""
+    os.environ.update(env or {})
     # submitit signals USR2 before the time limit to offer a requeue; a plain job would
     # then die with an exception mid-epoch. Ignore it: at the limit Slurm sends SIGTERM,
     # which the trainer turns into a clean stop with its checkpoint kept.
@@ -216,8 +222,11 @@ def _submit(plan: Plan, queue: list[Job], *, root: Path, spec: SlurmSpec, option
         if not chosen:
             return {}
         executor = _executor(root, plan, spec)
+        env = {**options.env, CODE_DIR: str(plan.path.parent.resolve())}  # as attempt.run's
         with executor.batch():
-            submitted = [executor.submit(run_job, str((root / j.id).resolve())) for j in chosen]
+            submitted = [
+                executor.submit(run_job, str((root / j.id).resolve()), env) for j in chosen
+            ]
         ids = {}
         for job, sjob in zip(chosen, submitted, strict=True):
             write_json_atomic(

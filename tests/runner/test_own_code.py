@@ -198,3 +198,23 @@ def test_placeholders_are_single_arguments():
     assert custom.substitute("{{literal}}", config) == "{literal}"
     with pytest.raises(ValueError):
         custom.placeholders("{open")
+
+
+@pytest.mark.slow
+def test_a_matrix_named_by_a_relative_path_finds_its_own_code(tmp_path: Path):
+    # FTMATRIX_CODE_DIR is absolute: the job process does not start where the runner did
+    study = tmp_path / "study"
+    (study / "tools").mkdir(parents=True)
+    (study / "beside.py").write_text("def train(config):\n    return {'accuracy': 0.75}\n")
+    (study / "tools" / "t.py").write_text(
+        "import json\nprint(json.dumps({'ftmatrix': 'test', 'accuracy': 0.25}))\n"
+    )
+    (study / "m.yaml").write_text(
+        "name: own\nruns_dir: runs\nbase: {function: 'beside:train'}\n"
+        "grid: {params.kind: [function]}\ninclude:\n"
+        "  - {params.kind: script, function: null, script: {command: [python, t.py], cwd: tools}}\n"
+    )
+    out = _cli("run", "study/m.yaml", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    runs = sorted((study / "runs" / "own").iterdir())
+    assert sorted(read_result(p).test.accuracy for p in runs if p.is_dir()) == [0.25, 0.75]

@@ -157,3 +157,48 @@ def test_ftmatrix_cancel_leaves_no_job_queued_and_keeps_finished_results(tiny):
     assert read_result(root / done).status == "done"
     assert json.loads((root / done / "result.json").read_text())["status"] == "done"
     assert {read_result(root / i).error_class for i in ids(tiny)[1:]} == {"cancelled"}
+
+
+def own_study(tmp_path: Path) -> Path:
+    """A function job whose module sits beside the matrix and a script job whose `cwd`
+    is relative to it (3 jobs), in tmp_path/study/."""
+    study = tmp_path / "study"
+    (study / "tools").mkdir(parents=True)
+    (study / "beside.py").write_text(
+        "def train(config):\n    return {'accuracy': config['params']['x'] / 10}\n"
+    )
+    (study / "tools" / "train.py").write_text(
+        "import json, sys\n"
+        "print(json.dumps({'ftmatrix': 'test', 'accuracy': float(sys.argv[1])}))\n"
+    )
+    matrix = study / "own.yaml"
+    matrix.write_text(
+        "name: own\nruns_dir: runs\n"
+        "base: {function: 'beside:train', params: {x: 3}}\n"
+        "grid:\n  params.x: [3, 7]\n"
+        "include:\n"
+        "  - {function: null, script: {command: [python, train.py, '{params.x}'], cwd: tools},"
+        " params.x: 0.25}\n"
+        "executor:\n  use: slurm\n  slurm: {time: 10, poll: 0.5}\n"
+    )
+    return matrix
+
+
+def test_own_code_beside_the_matrix_runs_on_slurm_from_the_matrix_folder(tmp_path):
+    # the runner, so sbatch and the task, start in tmp_path and name the matrix by a
+    # relative path: only FTMATRIX_CODE_DIR tells the task where `beside` and tools/ are
+    matrix = own_study(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftmatrix.cli", "run", "study/own.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    root = matrix.parent / "runs" / "own"
+    results = [read_result(root / i) for i in ids(matrix)]
+    assert [r.status for r in results] == ["done"] * 3
+    assert sorted(r.test.accuracy for r in results) == [0.25, 0.3, 0.7]
+    assert all(slurm.read_record(root / i) for i in ids(matrix))  # each went through Slurm
+    assert len(list((root / ".slurm").glob("*/*_submission.sh"))) == 1
