@@ -149,3 +149,21 @@ def test_factory_data_trains_above_chance_with_own_and_torchvision_models(tmp_pa
     assert mine.config["train"]["loss"]["factory"] == f"{DATA}:cross_entropy"
     assert mine.test["accuracy"] == builtin.test["accuracy"]
     assert mine.test["loss"] == pytest.approx(builtin.test["loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_the_shipped_own_data_matrix_trains_above_chance(tmp_path: Path):
+    matrix = ROOT / "matrices" / "own-data.yaml"
+    out = cli("run", str(matrix), "--runs-dir", str(tmp_path), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = sorted(
+        ftmatrix.load(tmp_path / "own-data"), key=lambda j: j.config["data"]["config"]["size"]
+    )
+    assert [j.config["data"]["config"]["size"] for j in jobs] == [8, 16]
+    for job in jobs:
+        assert job.state == "done"
+        assert job.test["accuracy"] > 0.5, job.test  # chance: 0.1
+        saved = np.load(job.folder / "predictions.npz")
+        assert saved["y_true"].shape == (359,)  # the factory's own test split, as given
+        expected = balanced_accuracy_score(saved["y_true"], saved["probs"].argmax(axis=1))
+        assert job.test["balanced_accuracy"] == pytest.approx(expected)
