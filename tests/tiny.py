@@ -66,6 +66,24 @@ TINY_BERT: dict[str, Any] = {
     },
 }
 
+# A two-layer Llama of width 64, built from its config for task causal-lm (its
+# vocabulary is the tokenizer's: the character tokenizer of the built-in datasets).
+TINY_LLAMA: dict[str, Any] = {
+    "name": "tiny-llama",
+    "source": "hf",
+    "pretrained": False,
+    "max_length": 24,
+    "config": {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 48,
+    },
+}
+
 
 def image_job(**train: Any) -> dict[str, Any]:
     """A JobConfig as data: TINY_VIT on 400 digits, one epoch; `train` overrides."""

@@ -53,8 +53,14 @@ def check(cfg: JobConfig) -> Problems:
             return [("model.name", f"{spec.name}: pretrained weights cannot be had: {missing}")]
     if spec.source == "hf" and spec.pretrained and not _config_available(spec.name):
         return []
-    # the architecture without its weights: the same code path as the job
-    empty = cfg.model_copy(update={"model": spec.model_copy(update={"pretrained": False})})
+    # the architecture without its weights: the same code path as the job (unquantised:
+    # bitsandbytes layers are nn.Linear subclasses with the same names)
+    empty = cfg.model_copy(
+        update={
+            "model": spec.model_copy(update={"pretrained": False}),
+            "lora": cfg.lora.model_copy(update={"quantize": "none"}),
+        }
+    )
     try:
         with torch.device("meta"):
             if cfg.task == "causal-lm":  # a language model, no classification head

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ftmatrix.result import CHECKPOINT_STATE as STATE
 from ftmatrix.result import STARTS, replace_folder, write_atomic
 from ftmatrix.result import WEIGHTS_MODEL as MODEL
+from ftmatrix.trainers import quantize
 
 
 def _best(folder: Path, epoch: int) -> Path:
@@ -39,14 +40,45 @@ def _best(folder: Path, epoch: int) -> Path:
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:
-    """The model's weights as one safetensors file, atomically."""
+    """The model's weights as one safetensors file, atomically (of a quantised base,
+    only what trains: `model_state`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda tmp: save_model(model, tmp, force_contiguous=True))
+    if quantize.is_quantized(model):
+        write_atomic(path, lambda tmp: save_file(model_state(model), tmp))
+    else:
+        write_atomic(path, lambda tmp: save_model(model, tmp, force_contiguous=True))
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
     """Weights written by `save_weights` into the model (strict: every name must match)."""
-    load_model(model, str(path), strict=True)
+    if quantize.is_quantized(model):
+        load_model_state(model, load_file(str(path)))
+    else:
+        load_model(model, str(path), strict=True)
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint keeps of the model: its state dict, or of a quantised base
+    (QLoRA) the trainable tensors only. That base is loaded again exactly as it was
+    (the same pretrained weights, or the same seed), and bitsandbytes' 4-bit layers
+    cannot load their own state dict back (the quantisation statistics are extra keys)."""
+    if not quantize.is_quantized(model):
+        return model.state_dict()
+    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """`model_state`'s tensors into the model; every name must match."""
+    if not quantize.is_quantized(model):
+        model.load_state_dict(state)
+        return
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if set(state) != trainable:
+        raise RuntimeError(
+            f"checkpoint does not match the model's trainable tensors: missing "
+            f"{sorted(trainable - set(state))[:5]}, unexpected {sorted(set(state) - trainable)[:5]}"
+        )
+    model.load_state_dict(state, strict=False)
 
 
 def save_best(folder: Path, model: torch.nn.Module, *, epoch: int) -> None:

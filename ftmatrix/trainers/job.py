@@ -361,7 +361,7 @@ def _resume(p: Parts, *, state: dict | None, result: Result) -> tuple[dict, list
     trackers = {"best": selection.fresh(), "stopper": selection.fresh()}
     history: list[EpochMetrics] = []
     if state:
-        p.model.load_state_dict(state["model"])
+        checkpoint.load_model_state(p.model, state["model"])
         p.optimizer.load_state_dict(state["optimizer"])
         p.schedule.load_state_dict(state["scheduler"])
         if p.scaler and state.get("scaler"):
@@ -408,7 +408,7 @@ def _epochs(p: Parts, *, start: int, trackers: dict, history: list[EpochMetrics]
             p.checkpoints,
             {
                 "epoch": epoch,
-                "model": p.model.state_dict(),
+                "model": checkpoint.model_state(p.model),
                 "optimizer": p.optimizer.state_dict(),
                 "scheduler": p.schedule.state_dict(),
                 "scaler": p.scaler.state_dict() if p.scaler else {},

@@ -28,6 +28,7 @@ from torch import nn
 
 from ftmatrix.config import JobConfig
 from ftmatrix.result import Params
+from ftmatrix.trainers import quantize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -170,11 +171,13 @@ def _hf(cfg: JobConfig, num_classes: int, class_names: list[str]) -> Built:
     auto = tf.AutoModelForImageClassification if image else tf.AutoModelForSequenceClassification
     native = getattr(config, "image_size", None) if image else None
     resized = native is not None and native != spec.image_size
-    if spec.pretrained:
+    if not spec.pretrained and resized and not _interpolates(config):
+        config.image_size = spec.image_size  # no other way to take this size
+    if quantize.wanted(cfg):  # a 4-bit or 8-bit base (QLoRA) on the job's device
+        model = quantize.load(auto, cfg, config, skip=quantize.HEADS, ignore_mismatched_sizes=True)
+    elif spec.pretrained:
         model = auto.from_pretrained(spec.name, config=config, ignore_mismatched_sizes=True)
     else:
-        if resized and not _interpolates(config):
-            config.image_size = spec.image_size  # no other way to take this size
         model = auto.from_config(config)
     head = next(
         (n for n in ("classifier", "score", "classification_head") if hasattr(model, n)),
@@ -272,6 +275,8 @@ def logits(built: Built, model: nn.Module, x) -> torch.Tensor:
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
+    if quantize.is_quantized(model):  # peft's count: a 4-bit weight packs two values a byte
+        return model.get_nb_trainable_parameters()  # type: ignore[operator]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total

@@ -16,7 +16,7 @@ from torch import nn
 
 from ftmatrix.config import JobConfig, LoraConfig
 from ftmatrix.peft_methods import VIRTUAL_TOKENS
-from ftmatrix.trainers import lora
+from ftmatrix.trainers import lora, quantize
 from ftmatrix.trainers.models import ConfigError
 
 TASK_TYPES = {"text-classification": "SEQ_CLS", "causal-lm": "CAUSAL_LM"}
@@ -32,10 +32,10 @@ def wrap(
     from peft import get_peft_model
 
     task_type = TASK_TYPES.get(task)
-    if spec.quantize != "none":  # pre-flight refuses it without CUDA; loading is not built
-        raise ConfigError(
-            f"lora.quantize {spec.quantize}: quantised bases are validated but not loaded yet"
-        )
+    if spec.quantize != "none":  # the base was loaded quantised (models.py, sft_data.py)
+        if not quantize.is_quantized(model):
+            raise ConfigError(f"lora.quantize {spec.quantize}: this base was not loaded quantised")
+        model = quantize.prepare(model)
 
     config = peft_config(model, spec, head=head, task_type=task_type, total_steps=total_steps)
     return get_peft_model(model, config)
@@ -166,13 +166,7 @@ def refusals(cfg: JobConfig) -> list[tuple[str, str]]:
 
 
 def _quantize_problems(cfg: JobConfig) -> list[tuple[str, str]]:
-    import importlib.util
-
-    why = ["loading a 4-bit or 8-bit base is not built yet (the setting is reserved)"]
-    if not torch.cuda.is_available() or cfg.train.device in ("cpu", "mps"):
-        why.append("bitsandbytes quantisation runs on a CUDA device and this job has none")
-    if cfg.model.source != "hf":
-        why.append("only Hugging Face models load quantised")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        why.append("bitsandbytes is not installed (pip install bitsandbytes)")
-    return [("lora.quantize", f"{cfg.lora.quantize} base refused: {w}") for w in why]
+    return [
+        ("lora.quantize", f"{cfg.lora.quantize} base refused: {why}")
+        for why in quantize.problems(cfg)
+    ]

@@ -22,6 +22,7 @@ from torch import nn
 
 from ftmatrix.config import JobConfig
 from ftmatrix.sft import GENERATED_EXAMPLES
+from ftmatrix.trainers import quantize
 from ftmatrix.trainers.causal_lm import CharTokenizer
 from ftmatrix.trainers.models import ConfigError
 from ftmatrix.trainers.sources import DataError
@@ -188,7 +189,6 @@ def build(cfg: JobConfig, tok) -> nn.Module:
     ids = {"pad_token_id": tok.pad_id, "bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id}
     if spec.pretrained:
         config = tf.AutoConfig.from_pretrained(spec.name, **overrides)
-        model = tf.AutoModelForCausalLM.from_pretrained(spec.name, config=config)
     else:
         model_type = model_type or next((t for t in MODEL_TYPES if t in spec.name.lower()), None)
         if model_type is None:
@@ -200,7 +200,7 @@ def build(cfg: JobConfig, tok) -> nn.Module:
             config = tf.AutoConfig.for_model(model_type, vocab_size=len(tok), **ids, **overrides)
         except ValueError as err:
             raise ConfigError(f"model.config: {err}") from err
-        model = tf.AutoModelForCausalLM.from_config(config)
+    model = _load(cfg, config)
     positions = getattr(model.config, "max_position_embeddings", None) or getattr(
         model.config, "n_positions", None
     )
@@ -211,6 +211,18 @@ def build(cfg: JobConfig, tok) -> nn.Module:
             f"+ data.sft.max_new_tokens ({needed})"
         )
     return model
+
+
+def _load(cfg: JobConfig, config) -> nn.Module:
+    """The weights (pretrained, else random) for `config`, quantised when `lora.quantize` says."""
+    import transformers as tf
+
+    auto = tf.AutoModelForCausalLM
+    if quantize.wanted(cfg):  # a 4-bit or 8-bit base (QLoRA) on the job's device
+        return quantize.load(auto, cfg, config)
+    if cfg.model.pretrained:
+        return auto.from_pretrained(cfg.model.name, config=config)
+    return auto.from_config(config)
 
 
 def build_for_check(cfg: JobConfig) -> nn.Module:

@@ -89,7 +89,7 @@ def train(
     trackers = {"best": selection.fresh(), "stopper": selection.fresh()}
     history: list[EpochMetrics] = []
     if state:
-        p.model.load_state_dict(state["model"])
+        checkpoint.load_model_state(p.model, state["model"])
         p.optimizer.load_state_dict(state["optimizer"])
         p.schedule.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
@@ -194,7 +194,7 @@ def _epochs(p: Parts, *, start: int, trackers: dict, history: list, fault) -> bo
             p.job_dir / CHECKPOINT,
             {
                 "epoch": epoch,
-                "model": p.model.state_dict(),
+                "model": checkpoint.model_state(p.model),
                 "optimizer": p.optimizer.state_dict(),
                 "scheduler": p.schedule.state_dict(),
                 "rng": checkpoint.rng_state(),
@@ -246,10 +246,11 @@ def _epoch(p: Parts, epoch: int, *, poison: bool) -> EpochMetrics:
             loss = p.model(**b).loss
         if poison:
             loss = loss * float("nan")
-        if not math.isfinite(float(loss)):
-            raise loop.NanLoss(f"the loss became {float(loss)} at epoch {epoch}, step {i + 1}")
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise loop.NanLoss(f"the loss became {value} at epoch {epoch}, step {i + 1}")
         (loss / accum).backward()
-        total, seen = total + float(loss), seen + 1
+        total, seen = total + value, seen + 1
         tokens += int(b["attention_mask"].sum())
         if (i + 1) % accum == 0 or i + 1 == len(starts):
             if spec.grad_clip:

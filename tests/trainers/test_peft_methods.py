@@ -12,7 +12,7 @@ from ftmatrix.result import read_result
 from ftmatrix.trainers import models, peft_methods
 from ftmatrix.trainers.job import main
 from ftmatrix.trainers.models import ConfigError
-from tests.tiny import TINY_BERT, image_job, make_job
+from tests.tiny import TINY_BERT, TINY_LLAMA, image_job, make_job
 
 # Tiny ViT (width 64, 2 layers, query+value adapted, r=4) and its 10-class head 64*10+10.
 HEAD_VIT = 650
@@ -144,9 +144,7 @@ def test_quantised_base_refused_at_preflight_without_cuda():
     assert (
         "lora.quantize",
         "4bit base refused: bitsandbytes quantisation runs on a CUDA device and this job has none",
-    ) in problems
-    with pytest.raises(ConfigError, match=r"lora\.quantize 4bit"):
-        _wrapped("text", {"quantize": "4bit"})  # a job started anyway refuses too
+    ) in problems  # the loading itself runs anywhere bitsandbytes does (test_quantize.py)
 
 
 def test_virtual_tokens_refused_at_preflight_on_an_image_model():
@@ -170,3 +168,57 @@ def test_prefix_tuning_on_a_text_classifier_is_refused_before_it_can_crash():
         model(input_ids=torch.ones(1, 4, dtype=torch.long))
     (problem,) = peft_methods.refusals(cfg)
     assert problem[0] == "lora.method" and "use prompt_tuning" in problem[1]
+
+
+def _llama_prefix(*, seed: int = 0):
+    from ftmatrix.trainers import sft_data
+    from ftmatrix.trainers.causal_lm import CharTokenizer
+
+    cfg = JobConfig.model_validate(
+        {
+            "task": "causal-lm",
+            "data": {"builtin": "reverse-digits", "limit": 64,
+                     "sft": {"digits": 3, "answer_regex": r"(\d+)", "max_new_tokens": 5}},
+            "model": TINY_LLAMA,
+            "lora": {"enabled": True, "method": "prefix_tuning", "num_virtual_tokens": 8},
+        }
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    base = sft_data.build(cfg, CharTokenizer("0123456789rev ="))
+    return cfg, base
+
+
+def test_prefix_tuning_on_a_causal_lm_counts_as_peft_and_reloads_with_the_same_predictions(
+    tmp_path,
+):
+    """Prefix tuning's home: a causal LM, which takes the prefix as past key values."""
+    from peft import PeftModel
+
+    cfg, base = _llama_prefix()
+    model = peft_methods.wrap(base, cfg.lora, head=None, task=cfg.task)
+    assert peft_methods.refusals(cfg) == []
+    # a key and a value of width 64 per layer (2) and virtual token (8); the LM frozen
+    assert model.get_nb_trainable_parameters() == (2 * 2 * 8 * 64, 2 * 2 * 8 * 64 + _total(base))
+    assert models.count_parameters(model) == model.get_nb_trainable_parameters()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.5 * torch.randn_like(p))
+    model.eval()
+    ids = torch.randint(3, 18, (3, 10), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        before = model(input_ids=ids, attention_mask=mask).logits
+    model.save_pretrained(str(tmp_path))
+    assert peft_methods.adapter_bytes(tmp_path) > 0
+    _, fresh = _llama_prefix()  # the same random base (same seed)
+    with torch.no_grad():  # the prefix changes what the model predicts
+        assert not torch.allclose(fresh(input_ids=ids, attention_mask=mask).logits, before)
+    loaded = PeftModel.from_pretrained(fresh, str(tmp_path)).eval()
+    with torch.no_grad():
+        after = loaded(input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(after, before, atol=1e-5)
+
+
+def _total(model) -> int:
+    return sum(p.numel() for p in model.parameters())
