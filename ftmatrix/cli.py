@@ -354,8 +354,16 @@ def report(
     ],
     runs_dir: RunsDir = None,
     metric: Annotated[
-        str, typer.Option(help="Sort and compare by this test metric (accuracy, f1_macro, ...).")
-    ] = "test.accuracy",
+        str | None,
+        typer.Option(
+            help="Sort and compare by this test metric: a built-in one (accuracy, f1_macro, "
+            "loss, ...) or one a job reported under its own name (exact). NAME:min or "
+            "NAME:max says which way is better (default: the built-in's way; for an own "
+            "name, smaller when it holds loss, err, perplexity, mse, mae or time, else "
+            "larger). Default: accuracy, or the first test metric the jobs reported.",
+            show_default=False,
+        ),
+    ] = None,
     rows: Annotated[str | None, typer.Option(help="Pivot table rows: a varying setting.")] = None,
     cols: Annotated[
         str | None, typer.Option(help="Pivot table columns: a varying setting.")

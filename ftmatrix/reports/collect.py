@@ -6,6 +6,8 @@ without curves or settings, and every healthy job is reported as usual."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,21 +40,79 @@ METRICS_KNOWN = {
 }
 
 
-def metric_name(name: str) -> str:
-    """Accept `accuracy` for `test.accuracy`, `f1` for `test.f1_macro`."""
-    aliases = {
-        "f1": "test.f1_macro",
-        "precision": "test.precision_macro",
-        "recall": "test.recall_macro",
-        "acc": "test.accuracy",
-    }
-    name = aliases.get(name, name)
-    if not name.startswith("test."):
-        name = "test." + name
-    if name not in METRICS_KNOWN:
-        hint = catalog.did_you_mean(name, METRICS_KNOWN)
-        raise ValueError(f"unknown metric '{name}'; choose from {', '.join(METRICS_KNOWN)}{hint}")
-    return name
+ALIASES = {
+    "f1": "test.f1_macro",
+    "precision": "test.precision_macro",
+    "recall": "test.recall_macro",
+    "acc": "test.accuracy",
+}
+# An own metric whose name holds one of these is smaller-is-better (else larger is)
+SMALLER = re.compile(r"loss|err|perplexity|mse|mae|time|seconds|latency|distance|(^|_)[wc]er(_|$)")
+DIRECTIONS = {"max": True, "min": False}
+
+
+class Metric(str):
+    """A test metric's key in a row's metrics ('test.exact'), knowing whether larger is
+    better and, when no --metric was given, saying why it was chosen (`note`)."""
+
+    larger: bool
+    note: str
+
+    def __new__(cls, key: str, *, larger: bool, note: str = "") -> Metric:
+        made = super().__new__(cls, key)
+        made.larger, made.note = larger, note
+        return made
+
+
+def larger_is_better(metric: str) -> bool:
+    """A Metric's own direction; a built-in metric's; else guessed from its name."""
+    if isinstance(metric, Metric):
+        return metric.larger
+    if metric in METRICS_KNOWN:
+        return METRICS_KNOWN[metric]
+    return not SMALLER.search(metric.removeprefix("test.").lower())
+
+
+def metric_name(name: str | None, jobs: Iterable[JobRow] = ()) -> Metric:
+    """The metric to sort and compare `jobs` by. `name`: `accuracy` for `test.accuracy`,
+    `f1` for `test.f1_macro`, a built-in metric or one some job reported under its own
+    name, with `:min` or `:max` to say which way is better (default: the built-in's
+    direction, or smaller for a name holding loss/error/perplexity/mse/mae/time..., else
+    larger). None: test accuracy, or else the first metric the jobs reported."""
+    if name is None:
+        return default_metric(jobs)
+    base, colon, way = name.rpartition(":") if ":" in name else (name, "", "")
+    if colon and way not in DIRECTIONS:
+        raise ValueError(f"--metric '{name}': write NAME, NAME:min or NAME:max")
+    key = ALIASES.get(base, base)
+    if not key.startswith("test."):
+        key = "test." + key
+    reported = {m for j in jobs for m in j.metrics}
+    if key not in METRICS_KNOWN and key not in reported:
+        choices = [*METRICS_KNOWN, *sorted(reported - METRICS_KNOWN.keys())]
+        hint = catalog.did_you_mean(key, choices)
+        raise ValueError(f"unknown metric '{key}'; choose from {', '.join(choices)}{hint}")
+    return Metric(key, larger=DIRECTIONS[way] if colon else larger_is_better(key))
+
+
+def default_metric(jobs: Iterable[JobRow]) -> Metric:
+    """Test accuracy when some job reported it (a causal-lm job writes its exact match
+    there too) or none reported anything; else the first metric reported: scores before
+    losses, built-in names before a job's own (in name order)."""
+    reported = {m for j in jobs for m in j.metrics}
+    if "test.accuracy" in reported or not reported:
+        return Metric("test.accuracy", larger=True)
+    own = sorted(reported - METRICS_KNOWN.keys())
+    order = [m for m in METRICS_KNOWN if METRICS_KNOWN[m]]
+    order += [m for m in own if larger_is_better(m)]
+    order += [m for m in METRICS_KNOWN if not METRICS_KNOWN[m]]
+    first = next(m for m in [*order, *own] if m in reported)
+    larger = larger_is_better(first)
+    note = (
+        f"No job reported test accuracy: compared by {first} ({'larger' if larger else 'smaller'}"
+        " is better), the first test metric the jobs reported; choose with --metric."
+    )
+    return Metric(first, larger=larger, note=note)
 
 
 @dataclass

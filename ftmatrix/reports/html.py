@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from ftmatrix.reports import extras
-from ftmatrix.reports.collect import METRICS_KNOWN, JobRow, Study, load, metric_name
+from ftmatrix.reports.collect import (
+    METRICS_KNOWN,
+    JobRow,
+    Study,
+    larger_is_better,
+    load,
+    metric_name,
+)
 from ftmatrix.result import DamagedFile, read_result, read_search, write_atomic
 
 OUT = "report.html"
@@ -33,11 +40,11 @@ CELL_BUDGET = 250_000  # per-class and confusion cells embedded, each; best jobs
 DIGITS = 6  # significant digits kept of every number
 
 
-def write_html(root: Path, out: Path | None = None, *, metric: str = "test.accuracy") -> Path:
+def write_html(root: Path, out: Path | None = None, *, metric: str | None = None) -> Path:
     """Write the interactive report of the run folder `root`; the page's path
     (default `root/report.html`)."""
-    metric = metric_name(metric)
     study = load(root, curves=True)
+    metric = metric_name(metric, study.jobs)  # None: accuracy, or what the jobs reported
     try:
         searched = read_search(root)
     except DamagedFile as err:
@@ -52,16 +59,19 @@ def write_html(root: Path, out: Path | None = None, *, metric: str = "test.accur
 
 def page_data(study: Study, *, metric: str, searched: dict | None) -> dict[str, Any]:
     """Everything the page shows, as plain JSON."""
-    larger = METRICS_KNOWN[metric]
+    larger = larger_is_better(metric)
     ranked = _ranked(study.jobs, metric, larger)
     metrics = [m for m in METRICS_KNOWN if any(m in j.metrics for j in study.jobs)]
-    metrics += [m for m, _ in extras.columns(study.jobs)]  # a job's own names (extras.py)
+    own = extras.columns(study.jobs)  # a job's own names, headed as report.md heads them
+    metrics += [m for m, _ in own]
     classes = _classes(ranked)
     return {
         "name": study.name,
         "description": study.description,
         "metric": metric,
+        "metric_note": getattr(metric, "note", ""),  # why, when no --metric chose it
         "larger": larger,
+        "metric_names": dict(own),  # 'test.exact' -> 'exact' (built-in ones: report.js)
         "axes": study.axes,
         "metrics": metrics or [metric],
         "k": next((j.k for j in ranked if j.k), None),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ftmatrix.reports.collect import JobRow, Study, curves_of
+from ftmatrix.reports.collect import JobRow, Study, curves_of, larger_is_better
 
 PER_FIGURE = 10  # jobs per learning-curve figure at most
 MAX_FIGURES = 12  # learning-curve figures at most: the groups holding the best jobs
@@ -131,7 +131,7 @@ def curve_groups(study: Study, jobs: list[JobRow]) -> list[tuple[str, list[JobRo
 
 def _ranked(groups: list[tuple[str, list[JobRow]]], metric: str) -> list:
     """Groups holding the best job first (a stable order: ties keep the plan's)."""
-    sign = 1.0 if metric == "test.loss" else -1.0
+    sign = -1.0 if larger_is_better(metric) else 1.0
 
     def best(group: tuple[str, list[JobRow]]) -> float:
         scores = [sign * j.metrics[metric] for j in group[1] if metric in j.metrics]

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from ftmatrix.reports import plots as plotting
 from ftmatrix.reports import search, tables
-from ftmatrix.reports.collect import JobRow, Study, curves_of, flatten, load, metric_name
+from ftmatrix.reports.collect import (
+    JobRow,
+    Study,
+    curves_of,
+    flatten,
+    larger_is_better,
+    load,
+    metric_name,
+)
 from ftmatrix.result import (
     PLOTS,
     REPORT_MD,
@@ -28,7 +36,7 @@ def write(
     root: Path,
     *,
     out: Path | None = None,
-    metric: str = "test.accuracy",
+    metric: str | None = None,
     rows: str | None = None,
     cols: str | None = None,
     per_class: bool = False,
@@ -38,10 +46,10 @@ def write(
 ) -> Path:
     """Write the report of one run folder; the path of the main file. `epochs`: the
     per-epoch table of the best job (best), of every job (all) or none."""
-    metric = metric_name(metric)
     if epochs not in EPOCHS:
         raise ValueError(f"--epochs takes {', '.join(EPOCHS)}, not '{epochs}'")
     study = load(root, curves=False)  # plots read the curves they draw
+    metric = metric_name(metric, study.jobs)  # None: accuracy, or what the jobs reported
     try:
         searched = read_search(root)
     except DamagedFile as err:
@@ -95,7 +103,7 @@ def detailed_jobs(study: Study, metric: str, *, every: bool) -> list[JobRow]:
     done = [j for j in study.jobs if j.state == "done" and metric in j.metrics]
     if not done:
         return []
-    larger = tables.METRICS_KNOWN[metric]
+    larger = larger_is_better(metric)
     best = sorted(done, key=lambda j: -j.metrics[metric] if larger else j.metrics[metric])[0]
     return [best, *(j for j in done if j is not best)] if every else [best]
 
@@ -143,6 +151,9 @@ def markdown(
         parts += [f"- {problem}" for problem in study.problems]
         parts.append("")
     parts += [f"## Comparison (sorted by {metric}, {tables.STAR} best)", ""]
+    note = getattr(metric, "note", "")  # chosen without --metric: which, and why
+    if note:
+        parts += [note, ""]
     parts.append(tables.markdown(tables.comparison(study, metric)))
     rules = tables.tested_rules(study)
     if rules:

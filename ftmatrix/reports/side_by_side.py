@@ -13,19 +13,17 @@ import statistics
 from pathlib import Path
 
 from ftmatrix.reports import tables
-from ftmatrix.reports.collect import METRICS_KNOWN, JobRow, Study, load, metric_name
+from ftmatrix.reports.collect import JobRow, Study, larger_is_better, load, metric_name
 from ftmatrix.reports.plots import pyplot, save
 from ftmatrix.result import PLOTS, DamagedFile, read_search, write_atomic
 
 TOP = 20  # rows of the joint comparison
 
 
-def write(
-    roots: list[Path], *, out: Path, metric: str = "test.accuracy", plots: bool = True
-) -> Path:
+def write(roots: list[Path], *, out: Path, metric: str | None = None, plots: bool = True) -> Path:
     """Write the joint report of `roots` to `out` (its plots beside it); its path."""
-    metric = metric_name(metric)
     runs = [(load(root, curves=False), _search(root)) for root in roots]
+    metric = metric_name(metric, [j for study, _ in runs for j in study.jobs])
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# {' vs '.join(s.name for s, _ in runs)}", ""]
     lines += [f"## Runs (by {metric})", "", tables.markdown(overview(runs, metric))]
@@ -52,7 +50,7 @@ def _best(study: Study, metric: str) -> JobRow | None:
     done = [j for j in study.jobs if j.state == "done" and metric in j.metrics]
     if not done:
         return None
-    larger = METRICS_KNOWN[metric]
+    larger = larger_is_better(metric)
     return max(done, key=lambda j: j.metrics[metric] if larger else -j.metrics[metric])
 
 
@@ -82,7 +80,7 @@ def overview(runs: list[tuple[Study, dict | None]], metric: str) -> tables.Table
 
 def joint(runs: list[tuple[Study, dict | None]], metric: str) -> tables.Table:
     """The TOP finished jobs of every run, best first, with the run they belong to."""
-    larger = METRICS_KNOWN[metric]
+    larger = larger_is_better(metric)
     jobs = [
         (study.name, j)
         for study, _ in runs

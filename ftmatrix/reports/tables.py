@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 
 from ftmatrix.reports import extras
-from ftmatrix.reports.collect import METRICS_KNOWN, JobRow, Study
+from ftmatrix.reports.collect import JobRow, Study, larger_is_better
 
 SEED = "train.seed"
 STAR = "★"
@@ -42,7 +42,7 @@ def _key(study: Study) -> list[str]:
 
 
 def _sort_key(metric: str):
-    larger = METRICS_KNOWN[metric]
+    larger = larger_is_better(metric)
 
     def key(item: tuple[int, float | None]) -> tuple:
         index, value = item
@@ -207,7 +207,7 @@ def _state(jobs: list[JobRow]) -> str:
 
 def effect(study: Study, axis: str, metric: str) -> Table:
     """The metric by each value of one axis: mean, best and n over finished jobs."""
-    larger = METRICS_KNOWN[metric]
+    larger = larger_is_better(metric)
     values: dict[str, list[float]] = {}
     for job in study.jobs:
         v = job.settings.get(axis, "")

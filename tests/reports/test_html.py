@@ -254,3 +254,30 @@ def test_the_page_shows_sizes_memory_and_a_causal_lm_jobs_metrics(browser, tmp_p
     )
     assert cells == ["64.0 KiB", "32.0 KiB"]  # best exact match first: r=8
     assert row_ids(browser) == ["r80000000000", "r40000000000"]
+
+
+def test_own_metrics_are_headed_as_in_report_md_and_the_default_says_which(browser, tmp_path):
+    from ftmatrix.reports.collect import metric_name
+    from ftmatrix.reports.tables import comparison
+    from tests.reports.test_own_metrics import own_only
+
+    root = own_only(tmp_path)
+    page = write_html(root)  # no accuracy reported: sorted by test.exact
+    open_page(browser, page)
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    titles = "[...document.querySelectorAll('#jobs-table th')].map(t => t.firstChild?.textContent)"
+    heads = browser.execute_script(f"return {titles}")
+    study = load(root)
+    md_heads = comparison(study, metric_name(None, study.jobs)).headers
+    assert "exact" in heads and "mean err" in heads
+    assert {"exact", "mean err"} <= set(md_heads)  # the same names in report.md
+    assert not any(h and h.startswith("test.") for h in heads)
+    chips = browser.execute_script(
+        "return [...document.querySelectorAll('.chip')].map(c => c.textContent)"
+    )
+    assert any(c.startswith("best exact: 0.875") for c in chips), chips
+    note = browser.execute_script("return document.getElementById('metric-note').textContent")
+    assert note.startswith("No job reported test accuracy: compared by test.exact")
+    assert row_ids(browser)[0] == "bbbbbbbbbbbb"  # the largest exact first
+    parallel = browser.execute_script("return document.querySelector('#parallel h2').textContent")
+    assert parallel == "Settings → exact"

@@ -15,6 +15,7 @@
     "test.precision_macro": "precision", "test.recall_macro": "recall",
     "test.topk": "top-" + (DATA.k || "k"), "test.loss": "test loss",
     "test.exact_match": "exact match", "test.perplexity": "perplexity",
+    ...DATA.metric_names, // a job's own metrics, named as report.md names them
   };
   const CURVE_NAMES = {
     train_loss: "train loss", train_accuracy: "train accuracy", val_loss: "val loss",
@@ -166,7 +167,8 @@
     }
     const damaged = DATA.problems.length ? h("section", { class: "card", id: "problems" }, h("h2", { text: "Damaged files" }),
       h("p", { class: "note", text: "Left out of the tables and plots below:" }), h("ul", {}, ...DATA.problems.map((p) => h("li", { text: p })))) : null;
-    return [h("h1", { text: DATA.name }), DATA.description ? h("p", { class: "lead", text: DATA.description }) : null, chips, damaged];
+    const note = DATA.metric_note ? h("p", { class: "note", id: "metric-note", text: DATA.metric_note }) : null;
+    return [h("h1", { text: DATA.name }), DATA.description ? h("p", { class: "lead", text: DATA.description }) : null, chips, note, damaged];
   }
 
   // ------------------------------------------------------------------- table
