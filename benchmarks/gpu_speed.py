@@ -17,9 +17,25 @@ the same initial weights on both sides, no download. Samples/s counts STEPS step
 WARMUP steps (allocation, cuDNN algorithm choice, compilation); the best of ROUNDS
 interleaved rounds counts.
 
+Model FLOPs utilisation (MFU) = achieved FLOP/s / the GPU's dense bf16 peak (PEAK_TFLOPS
+by device name, or --peak-tflops). For ViT and ResNet the FLOPs of one training sample
+are three times the forward FLOPs of one batch counted by
+`torch.utils.flop_counter.FlopCounterMode`, divided by the batch.
+
+The SFT row: a Llama-style model of about 0.5B parameters (LLAMA_05B, built from its
+config) at sequence length 1024, bf16 autocast, full fine-tuning and LoRA (r 16 on
+q_proj/v_proj): tokens/s and MFU of the SFT trainer's own epoch (`sft_job._epoch`)
+against `transformers.Trainer` (bf16, fused AdamW) on the same model, weights and
+token rows, measured in the same run. Training FLOPs per token: 2N forward, 2N for the
+input gradients, 2 x the trainable matmul parameters for the weight gradients (all N
+in full fine-tuning: the usual 6N; almost none under LoRA), plus attention,
+12 x layers x sequence x width (PaLM's appendix B); N counts the weights that take part
+in matrix products (all but the input embedding).
+
 Where no CUDA device is present the script says so and exits 0.
 
     .venv/bin/python benchmarks/gpu_speed.py [--batch 64] [--steps 30] [--compile]
+        [--sft-batch 8] [--sft-steps 20] [--peak-tflops 989] [--only sft|vision]
     .venv/bin/python benchmarks/gpu_speed.py --cpu-check    (the code path, 2 tiny steps)
 """
 
@@ -30,6 +46,39 @@ import copy
 import time
 
 BATCH, STEPS, WARMUP, ROUNDS, NUM_CLASSES, LR = 64, 30, 5, 3, 10, 1e-4
+# Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, by a part of the device's name
+PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "GH200": 989.0,
+               "A100": 312.0, "L40S": 362.0, "L4": 121.0}  # fmt: skip
+# A Llama-style model of 0.47B parameters (24 layers of width 1024, 32k vocabulary)
+LLAMA_05B = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+             "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 32000,
+             "max_position_embeddings": 2048}  # fmt: skip
+LLAMA_CHECK = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 256,
+               "max_position_embeddings": 64}  # fmt: skip
+SFT_SEQ, SFT_BATCH, SFT_STEPS, SFT_WARMUP, SFT_LR = 1024, 8, 20, 3, 1e-5
+
+
+def peak_flops(name: str, override: float | None) -> float | None:
+    """The device's dense bf16 peak in FLOP/s: --peak-tflops, else PEAK_TFLOPS."""
+    if override:
+        return override * 1e12
+    return next((t * 1e12 for part, t in PEAK_TFLOPS.items() if part in name), None)
+
+
+def mfu(flops_per_second: float, peak: float | None) -> str:
+    return f"MFU {100 * flops_per_second / peak:5.1f} %" if peak else "MFU n/a (--peak-tflops)"
+
+
+def forward_flops(model, x) -> int:
+    """FLOPs of one forward pass of `model` on the batch `x` (torch's own counter)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x) if not hasattr(model, "config") else model(pixel_values=x)
+    return counter.get_total_flops()
 
 
 def vit_base():
@@ -258,6 +307,141 @@ def augment_rates(device, *, n: int = 2048, batch: int = 64) -> dict[str, float]
     }
 
 
+# --------------------------------------------------------------------- the SFT row
+
+
+def sft_cfg(config: dict, *, lora: bool, batch: int, seq: int, device):
+    """The causal-lm JobConfig the SFT trainer reads (its data are the rows given)."""
+    from ftmatrix.config import JobConfig
+
+    return JobConfig.model_validate(
+        {
+            "task": "causal-lm",
+            "data": {"builtin": "reverse-digits", "sft": {"answer_regex": r"(\d+)"}},
+            "model": {"name": "llama-0.5b", "source": "hf", "pretrained": False,
+                      "max_length": seq, "config": {"model_type": "llama", **config}},
+            "lora": {"enabled": lora, "r": 16, "alpha": 32,
+                     "target_modules": ["q_proj", "v_proj"]},
+            "train": {"batch_size": batch, "lr": SFT_LR, "optimizer": "adamw", "epochs": 1,
+                      "device": device.type, "precision": "bf16", "log_every": 10},
+        }
+    )  # fmt: skip
+
+
+def sft_model(cfg):
+    """The Llama of `cfg` (random weights) with its PEFT method, and its FLOPs per
+    training token at the configured sequence length."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ftmatrix.trainers import peft_methods
+
+    config = dict(cfg.model.config)
+    config.pop("model_type")
+    c = LlamaConfig(**config, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(c)
+    if cfg.lora.enabled:
+        model = peft_methods.wrap(model, cfg.lora, head=None, task=cfg.task)
+    embedding = model.get_input_embeddings().weight
+    matmul = sum(p.numel() for p in model.parameters() if p is not embedding)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad and p is not embedding)
+    attention = 12 * c.num_hidden_layers * cfg.model.max_length * c.hidden_size
+    return model, 4 * matmul + 2 * trained + attention
+
+
+def sft_rows(cfg, n: int):
+    """`n` rows of random tokens, the loss on every one (the trainer's Example)."""
+    import torch
+
+    from ftmatrix.trainers.causal_lm import Example
+
+    vocab, seq = cfg.model.config["vocab_size"], cfg.model.max_length
+    ids = torch.randint(3, vocab, (n, seq), generator=torch.Generator().manual_seed(0))
+    return [Example(row.tolist(), row.tolist()) for row in ids]
+
+
+def ftmatrix_sft_rate(model, cfg, *, device, steps: int, warmup: int) -> float:
+    """Tokens/s of the SFT trainer's own epoch (`sft_job._epoch`: bf16 autocast, the
+    loss read every step for its NaN check, gradient accumulation 1)."""
+    import tempfile
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from ftmatrix.trainers import compute, optim, sft_job
+
+    model.to(device)
+    optimizer = optim.build_optimizer(cfg.train, model, device=device.type)
+    quiet = SimpleNamespace(emit=lambda *a, **k: None, say=lambda *a: None, check=lambda: None)
+    rows = sft_rows(cfg, cfg.train.batch_size * (warmup + steps))
+    p = sft_job.Parts(
+        cfg=cfg, job_dir=Path(tempfile.mkdtemp()), device=device,
+        autocast=compute.autocast(cfg.train.precision, device), progress=quiet, stop=quiet,
+        tok=SimpleNamespace(pad_id=0), rows=rows[: cfg.train.batch_size * warmup], val=[],
+        model=model, optimizer=optimizer,
+        schedule=optim.Schedule(cfg.train, optimizer, n_train=len(rows)),
+    )  # fmt: skip
+    sft_job._epoch(p, 1, poison=False)  # allocation, kernel choice
+    p.rows = rows[cfg.train.batch_size * warmup :]
+    return sft_job._epoch(p, 1, poison=False).tokens_per_second or 0.0
+
+
+def trainer_sft_rate(model, cfg, *, device, steps: int, warmup: int) -> float:
+    """Tokens/s of `transformers.Trainer` on the same model and rows: bf16, fused AdamW
+    on CUDA, no logging or saving; timed between step ends after `warmup` steps."""
+    import tempfile
+
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    ends: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            ends.append(time.perf_counter())
+
+    batch, seq = cfg.train.batch_size, cfg.model.max_length
+    rows = sft_rows(cfg, batch * (warmup + steps))
+    data = [{"input_ids": r.input_ids, "attention_mask": [1] * seq, "labels": r.labels}
+            for r in rows]  # fmt: skip
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch,
+        max_steps=warmup + steps, learning_rate=SFT_LR, bf16=device.type == "cuda",
+        use_cpu=device.type == "cpu", report_to=[], save_strategy="no",
+        logging_strategy="no", dataloader_num_workers=0, lr_scheduler_type="constant",
+        optim="adamw_torch_fused" if device.type == "cuda" else "adamw_torch",
+        disable_tqdm=True,
+    )  # fmt: skip
+    Trainer(model=model, args=args, train_dataset=data, callbacks=[Clock()]).train()
+    return steps * batch * seq / (ends[-1] - ends[warmup - 1])
+
+
+def sft_report(*, device, sizes: dict, seq: int, batch: int, steps: int, warmup: int, peak):
+    """The SFT row: full fine-tuning and LoRA, ftmatrix's epoch vs transformers.Trainer."""
+    import torch
+
+    for lora in (False, True):
+        cfg = sft_cfg(sizes, lora=lora, batch=batch, seq=seq, device=device)
+        torch.manual_seed(0)
+        model, flops = sft_model(cfg)
+        start = copy.deepcopy(model.state_dict())
+        total = sum(p.numel() for p in model.parameters())
+        label = "LoRA r16" if lora else "full fine-tuning"
+        print(f"SFT, Llama {total / 1e9:.2f}B, seq {seq}, batch {batch}, {label}:")
+        rates = {}
+        for side, run in (("transformers.Trainer", trainer_sft_rate),
+                          ("ftmatrix", ftmatrix_sft_rate)):  # fmt: skip
+            model.load_state_dict(start)  # the same weights for both sides
+            rates[side] = run(model, cfg, device=device, steps=steps, warmup=warmup)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        base = rates["transformers.Trainer"]
+        for side, rate in rates.items():
+            print(f"  {side:20s} {rate:9.0f} tokens/s   {mfu(rate * flops, peak)}"
+                  f"   {rate / base:5.2f}x transformers.Trainer")  # fmt: skip
+        del model, start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=BATCH)
@@ -266,6 +450,12 @@ def main() -> None:
     parser.add_argument(
         "--cpu-check", action="store_true", help="run the code path on the CPU, 2 tiny steps"
     )
+    parser.add_argument("--sft-batch", type=int, default=SFT_BATCH, help="rows of 1024 tokens")
+    parser.add_argument("--sft-steps", type=int, default=SFT_STEPS)
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak for MFU"
+    )
+    parser.add_argument("--only", choices=["sft", "vision"], default=None, help="one part only")
     args = parser.parse_args()
     import torch
 
@@ -279,7 +469,19 @@ def main() -> None:
     batch, steps, rounds = (2, 2, 1) if args.cpu_check else (args.batch, args.steps, ROUNDS)
     warmup = 1 if args.cpu_check else WARMUP
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (check only)"
-    print(f"{name}, torch {torch.__version__}, batch {batch}, {steps} steps, best of {rounds}")
+    peak = peak_flops(name, args.peak_tflops)
+    peak_text = f"{peak / 1e12:.0f} TFLOP/s" if peak else "unknown (--peak-tflops)"
+    print(f"{name}, torch {torch.__version__}, dense bf16 peak {peak_text}")
+    if args.only != "vision":
+        check = args.cpu_check
+        sft_report(
+            device=device, sizes=LLAMA_CHECK if check else LLAMA_05B,
+            seq=32 if check else SFT_SEQ, batch=2 if check else args.sft_batch,
+            steps=2 if check else args.sft_steps, warmup=1 if check else SFT_WARMUP, peak=peak,
+        )  # fmt: skip
+    if args.only == "sft":
+        return
+    print(f"Vision: batch {batch}, {steps} steps, best of {rounds}")
     for label, make in (("ViT-Base/16", vit_base), ("ResNet-50", resnet50)):
         torch.manual_seed(0)
         built = make()
@@ -310,10 +512,14 @@ def main() -> None:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
         plain = max(sides["plain fp32 loop"])
-        print(f"{label}:")
+        per_sample = 3 * forward_flops(built.model.to(device), x.to(device)) / batch
+        print(f"{label}: {per_sample / 1e9:.1f} GFLOPs per training sample")
         for side, rates in sides.items():
             best = max(rates)
-            print(f"  {side:20s} {best:9.1f} samples/s   {best / plain:5.2f}x the plain loop")
+            print(
+                f"  {side:20s} {best:9.1f} samples/s   {mfu(best * per_sample, peak)}"
+                f"   {best / plain:5.2f}x the plain loop"
+            )
         evaluated = [
             evaluate_rates(built, x, y, device=device, steps=steps, warmup=warmup)
             for _ in range(rounds)

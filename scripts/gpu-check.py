@@ -13,16 +13,25 @@ matrix on the GPU through the CLI and checks what only a GPU can show:
 - a job killed by `FTMATRIX_FAULT=exit@2` resumes from its epoch-1 checkpoint on the GPU
   (CUDA RNG state and optimizer state restored) with `--retry-failed`, and finishes;
 - jobs forked by the warm server (`ftmatrix server start`, which never touches CUDA)
-  train on the GPU like the others.
+  train on the GPU like the others;
+- instruction fine-tuning: matrices/llm-sft.yaml in bf16 (full fine-tuning and LoRA r16
+  of a tiny Llama) and QLoRA (the same LoRA on the base loaded in 4-bit NF4 through
+  bitsandbytes): every job done on the GPU, its training loss falling, perplexity below
+  12 (uniform guessing: about 18), full fine-tuning's exact match at least 0.5, QLoRA
+  training exactly LoRA's parameters; the figures printed.
 
-Data are generated here (coloured-square PNGs, a two-topic CSV); nothing is downloaded.
+The tiny ViT and BERT are those of tests/tiny.py. Data are generated here
+(coloured-square PNGs, a two-topic CSV, digit strings); nothing is downloaded.
 
     python scripts/gpu-check.py [--workdir DIR]     exit 0 when every check holds
+    python scripts/gpu-check.py --dry-run           data and matrices written and planned
+                                                    (no torch, no GPU)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -32,35 +41,64 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests/tiny.py: the shared tiny models
+from tests.tiny import TINY_BERT, TINY_VIT  # noqa: E402
 
-MATRIX = """
-name: gpucheck
-base:
-  data:
-    path: images
-    augment: {enabled: true, horizontal_flip: 0.5, color_jitter: 0.2}
-  model: {name: resnet18, pretrained: false, image_size: 64}
-  train: {epochs: 3, batch_size: 64, lr: 3.0e-3, optimizer: adamw, log_every: 5}
-grid:
-  model.name: [resnet18]
-  train.compile: [false, true]
-include:
-  - model.name: google/vit-base-patch16-224
-    model.config: {hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
-                   intermediate_size: 128, patch_size: 8}
-    lora.enabled: true
-    lora.r: 8
-    lora.target_modules: [query, value]
-    train.lr: 1.0e-2
-  - task: text-classification
-    data.path: texts.csv
-    model.name: google-bert/bert-base-uncased
-    model.max_length: 16
-    model.config: {hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2,
-                   intermediate_size: 64}
-    train.lr: 1.0e-3
-    train.epochs: 4
-"""
+
+def vision_matrix() -> dict:
+    """ResNet-18 (with and without train.compile), the tiny ViT with LoRA, the tiny BERT."""
+    return {
+        "name": "gpucheck",
+        "base": {
+            "data": {
+                "path": "images",
+                "augment": {"enabled": True, "horizontal_flip": 0.5, "color_jitter": 0.2},
+            },
+            "model": {"name": "resnet18", "pretrained": False, "image_size": 64},
+            "train": {
+                "epochs": 3,
+                "batch_size": 64,
+                "lr": 3.0e-3,
+                "optimizer": "adamw",
+                "log_every": 5,
+            },
+        },
+        "grid": {"model.name": ["resnet18"], "train.compile": [False, True]},
+        "include": [
+            {
+                "model.name": TINY_VIT["name"],
+                "model.image_size": TINY_VIT["image_size"],
+                "model.config": TINY_VIT["config"],
+                "lora.enabled": True,
+                "lora.r": 8,
+                "lora.target_modules": ["query", "value"],
+                "train.lr": 1.0e-2,
+            },
+            {
+                "task": "text-classification",
+                "data.path": "texts.csv",
+                "model.name": TINY_BERT["name"],
+                "model.max_length": TINY_BERT["max_length"],
+                "model.config": TINY_BERT["config"],
+                "train.lr": 1.0e-3,
+                "train.epochs": 4,
+            },
+        ],
+    }
+
+
+def sft_matrix(*, quantized: bool) -> dict:
+    """matrices/llm-sft.yaml (full fine-tuning, LoRA r16) in bf16, with QLoRA: the same
+    LoRA on the base loaded in 4 bits (NF4) through bitsandbytes."""
+    import yaml
+
+    matrix = yaml.safe_load((ROOT / "matrices" / "llm-sft.yaml").read_text())
+    matrix["name"] = "gpucheck-sft"
+    matrix["base"]["train"]["precision"] = "bf16"
+    if quantized:
+        matrix["grid"]["lora"]["q4"] = {**matrix["grid"]["lora"]["r16"], "quantize": "4bit"}
+    return matrix
+
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200), "grey": (128,) * 3}
 
@@ -101,17 +139,31 @@ def main() -> int:
     parser.add_argument(
         "--on-cpu", action="store_true", help="run the flow here anyway (the cuda checks fail)"
     )
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="write the data and matrices and plan them (no torch, no GPU), then stop",
+    )  # fmt: skip
     args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="ftmatrix-gpu-"))
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    write_data(work)
+    quantized = importlib.util.find_spec("bitsandbytes") is not None
+    for name, matrix in (
+        ("gpucheck", vision_matrix()),
+        ("gpucheck-sft", sft_matrix(quantized=True)),
+    ):
+        (work / f"{name}.yaml").write_text(json.dumps(matrix, indent=1))  # JSON is YAML
+    if args.dry_run:
+        return dry_run(work)
     import torch
 
     if not torch.cuda.is_available() and not args.on_cpu:
         print("gpu-check: skipped: no CUDA device here")
         return 0
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="ftmatrix-gpu-"))
-    work.mkdir(parents=True, exist_ok=True)
-    write_data(work)
-    (work / "gpucheck.yaml").write_text(MATRIX)
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    if not quantized:
+        sft = sft_matrix(quantized=False)
+        (work / "gpucheck-sft.yaml").write_text(json.dumps(sft, indent=1))
     gpu = torch.cuda.is_available()
     bf16 = gpu and torch.cuda.is_bf16_supported(including_emulation=False)
     name = torch.cuda.get_device_name(0) if gpu else "no GPU"
@@ -216,8 +268,77 @@ def main() -> int:
     ftmatrix("server", "stop")
     report = ftmatrix("report", matrix, *runs_dir)
     check(report.returncode == 0 and (runs / "report.md").exists(), "report written")
+    check(
+        quantized, "bitsandbytes is installed for the QLoRA job (pip install 'bitsandbytes>=0.48')"
+    )
+    sft_checks(work, check=check, gpu=gpu)
     print("gpu-check:", "all checks hold" if not failures else f"{len(failures)} FAILED")
     return 1 if failures else 0
+
+
+def plan(matrix: Path, runs: Path) -> dict:
+    """`ftmatrix plan --json` of a matrix file."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ftmatrix", "plan", str(matrix), "--json", "--runs-dir", str(runs)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(
+            f"gpu-check: ftmatrix plan {matrix.name} failed:\n{done.stdout}{done.stderr}"
+        )
+    return json.loads(done.stdout)
+
+
+def dry_run(work: Path) -> int:
+    """Plan both matrices as they would run (pre-flight aside: it needs the GPU)."""
+    for name, expected in (("gpucheck", 4), ("gpucheck-sft", 3)):
+        jobs = plan(work / f"{name}.yaml", work / "runs")["jobs"]
+        labels = [job["label"] for job in jobs]
+        print(f"{name}: {len(jobs)} jobs: {labels}")
+        if len(jobs) != expected:
+            print(f"gpu-check: dry run: {name} planned {len(jobs)} jobs, not {expected}")
+            return 1
+    print(f"gpu-check: dry run: data and matrices in {work}, both planned")
+    return 0
+
+
+def sft_checks(work: Path, *, check, gpu: bool) -> None:
+    """matrices/llm-sft.yaml in bf16 and a QLoRA job, end to end on the GPU."""
+    matrix, runs = work / "gpucheck-sft.yaml", work / "runs"
+    run = ftmatrix("run", str(matrix), "--runs-dir", str(runs))
+    check(run.returncode == 0, "the LLM SFT matrix (full, LoRA, QLoRA 4-bit) finishes")
+    results = {}
+    for job in plan(matrix, runs)["jobs"]:
+        folder = runs / "gpucheck-sft" / job["id"]
+        if not (folder / "result.json").exists():
+            check(False, f"sft {job['label']} wrote result.json")
+            continue
+        r = results[job["label"]] = json.loads((folder / "result.json").read_text())
+        test = r.get("test") or {}
+        epochs = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        params, memory = r.get("params") or {}, (r.get("peak_memory_bytes") or 0) / 2**20
+        print(
+            f"  sft {job['label']}: {r['status']}, exact match {test.get('exact_match')}, "
+            f"perplexity {test.get('perplexity')}, trainable {params.get('trainable')}, "
+            f"{r.get('tokens_per_second') or 0:.0f} tokens/s, peak memory {memory:.0f} MiB, "
+            f"adapter {r.get('adapter_bytes')} B, {r.get('device')}, {r.get('precision')}, "
+            f"train losses {[round(e['train_loss'], 3) for e in epochs]}"
+        )
+        check(r["status"] == "done", f"sft {job['label']} done")
+        check(
+            str(r["device"]).startswith("cuda" if gpu else "cpu"), f"sft {job['label']} on the GPU"
+        )
+        check(r.get("precision") == "bf16", f"sft {job['label']} in bf16")
+        check(epochs[-1]["train_loss"] < epochs[0]["train_loss"], f"sft {job['label']} loss falls")
+        # uniform guessing over the ~18 tokens of the character tokenizer: perplexity ~18
+        check((test.get("perplexity") or 99) < 12, f"sft {job['label']} perplexity < 12")
+    labels = {label.split("=")[-1]: r for label, r in results.items()}
+    full = (labels.get("full", {}).get("test") or {}).get("exact_match") or 0.0
+    check(full >= 0.5, f"sft full fine-tuning exact match {full} >= 0.5 (chance 1e-4)")
+    if "q4" in labels and "r16" in labels:
+        same = labels["q4"]["params"]["trainable"] == labels["r16"]["params"]["trainable"]
+        check(same, "QLoRA trains exactly LoRA's parameters (the same adapter)")
 
 
 if __name__ == "__main__":
