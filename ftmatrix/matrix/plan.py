@@ -30,7 +30,17 @@ from pathlib import Path
 from ftmatrix import catalog
 from ftmatrix.config import JobConfig
 from ftmatrix.identity import normalized
-from ftmatrix.matrix import components, load, owncode, paths, points, space, teachers, validation
+from ftmatrix.matrix import (
+    components,
+    load,
+    owncode,
+    params,
+    paths,
+    points,
+    space,
+    teachers,
+    validation,
+)
 from ftmatrix.matrix import spec as matrix_spec
 from ftmatrix.matrix.hashing import Found, Repeat, Walk, hash_each, point_assignments
 from ftmatrix.matrix.jobs import Header, Job, Plan
@@ -87,6 +97,7 @@ def expand(
         base_dir = Path(path).parent if path else Path(".")
         owncode.check(jobs, base=spec.base, base_dir=base_dir, problems=report)
         components.check(jobs, base=spec.base, base_dir=base_dir, problems=report)
+        params.check(jobs, spec=spec, base_dir=base_dir, problems=report)
     if raise_now and found:
         raise MatrixError(found)
     return Plan(

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ftmatrix import catalog
 from ftmatrix.bounds import MAX_NAME, Seed
@@ -36,6 +36,9 @@ __all__ = [
 ]
 
 # ----------------------------------------------------------------------- schema
+
+# params_schema: a JSON Schema file, or a pydantic model "module:Model"
+SCHEMA_REF = re.compile(r"(?i)\.(json|ya?ml)$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 class MatrixSpec(BaseModel):
@@ -95,6 +98,24 @@ class MatrixSpec(BaseModel):
         max_length=2048,
         description="MLflow tracking URI (default: sqlite:///<run folder>/mlflow.db).",
     )
+    params_schema: str | None = Field(
+        None,
+        max_length=1024,
+        description="What every job's `params` must satisfy: a JSON Schema file (.json, "
+        ".yaml, .yml; relative to this file), checked by validate; or a pydantic model "
+        "'module:Model' (found from this file's folder), checked at pre-flight in a "
+        "separate process. No part of a job's id.",
+    )
+
+    @field_validator("params_schema")
+    @classmethod
+    def _schema_or_model(cls, v: str | None) -> str | None:
+        if v is not None and not SCHEMA_REF.search(v):
+            raise ValueError(
+                f"'{v}' is neither a JSON Schema file (.json, .yaml, .yml) nor a pydantic "
+                "model 'module:Model'"
+            )
+        return v
 
 
 def validate_spec(
@@ -187,6 +208,12 @@ def _true(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "on", "yes", "y", "t")
     return value is True or (isinstance(value, int | float) and value == 1)
+
+
+def assignments(spec: MatrixSpec):
+    """(dotted path, values it may take, YAML path where it is written) for every
+    setting the matrix writes (base, axes, includes, the search space)."""
+    return _assignments(spec)
 
 
 def _assignments(spec: MatrixSpec):
