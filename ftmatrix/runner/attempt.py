@@ -83,9 +83,18 @@ def todo(state: str, options: Options) -> bool:
     return state == "failed" and options.retry_failed
 
 
-def checked(jobs: list[Job], *, plan: Plan, root: Path, display: Plain) -> bool:
-    """Preflight: True when the jobs can start; otherwise every problem is shown."""
-    problems = preflight.check(jobs, root=root, base_dir=plan.path.parent, matrix=plan.path)
+def checked(
+    jobs: list[Job], *, plan: Plan, root: Path, display: Plain, launcher: object = None
+) -> bool:
+    """Preflight: True when the jobs can start; otherwise every problem is shown. A
+    launcher with a server that imported torch already checks the models there."""
+    problems = preflight.check(
+        jobs,
+        root=root,
+        base_dir=plan.path.parent,
+        matrix=plan.path,
+        models=getattr(launcher, "check_models", None),
+    )
     for p in problems:
         display.console.print(f"preflight: {p}", markup=False, highlight=False, soft_wrap=True)
     if problems:

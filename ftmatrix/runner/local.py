@@ -38,7 +38,7 @@ def run(
     # running in another process (a second `ftmatrix run`): waited for, not skipped
     queued = {j.id for j in queue}
     running = [j for j in jobs if states[j.id] == "running" and j.id not in queued]
-    if not attempt.checked(queue, plan=plan, root=root, display=display):
+    if not attempt.checked(queue, plan=plan, root=root, display=display, launcher=launcher):
         return 2
     store.prepare(plan, root)
     display.start(len(jobs), len(queue))

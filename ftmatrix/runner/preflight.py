@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ftmatrix.config import TEXT_FILES, JobConfig
 from ftmatrix.custom import is_own
@@ -32,12 +32,27 @@ DIGITS_CLASSES = 10
 ARCHITECTURE_TIMEOUT = 600  # seconds for building every distinct model on the meta device
 
 
-def check(jobs: list[Job], *, root: Path, base_dir: Path, matrix: Path | None = None) -> list[str]:
-    """Every problem found before the first job (empty: the jobs may start)."""
+class ModelCheck(Protocol):
+    """A JSON list of job configs -> a list of (key, message) problem lists per model."""
+
+    def __call__(self, payload: str, *, timeout: float) -> list: ...
+
+
+def check(
+    jobs: list[Job],
+    *,
+    root: Path,
+    base_dir: Path,
+    matrix: Path | None = None,
+    models: ModelCheck | None = None,
+) -> list[str]:
+    """Every problem found before the first job (empty: the jobs may start). `models`
+    checks the models where torch is imported already (the fork server); without it,
+    or when it fails, a process of its own does."""
     configs = [job.config for job in jobs if not is_own(job.config)]  # own code: validate's
     found: list[tuple[str, str]] = []  # (dotted key or "", message)
     found += _data(configs, base_dir=base_dir)
-    found += _architecture(configs)
+    found += _architecture(configs, models)
     problems = _located(found, matrix)
     problems += _run_folder(root)
     return list(dict.fromkeys(problems))
@@ -155,9 +170,9 @@ def needs_architecture(cfg: JobConfig) -> bool:
     return cfg.lora.enabled
 
 
-def _architecture(configs: list[JobConfig]) -> list[tuple[str, str]]:
-    """Build each distinct model (and teacher) once on the meta device, in a separate
-    process that imports torch; nothing when no job needs it."""
+def _architecture(configs: list[JobConfig], ask: ModelCheck | None) -> list[tuple[str, str]]:
+    """Build each distinct model (and teacher) once on the meta device, in a process
+    that imports torch; nothing when no job needs it."""
     distinct: dict[str, JobConfig] = {}
     for cfg in configs:
         models = [cfg]
@@ -171,6 +186,11 @@ def _architecture(configs: list[JobConfig]) -> list[tuple[str, str]]:
     if not distinct:
         return []
     payload = json.dumps([c.model_dump(mode="json") for c in distinct.values()])
+    if ask is not None:
+        try:
+            return _problems(ask(payload, timeout=ARCHITECTURE_TIMEOUT))
+        except (OSError, EOFError, RuntimeError, TimeoutError) as err:
+            print(f"preflight: checking models in a process of its own ({err})", file=sys.stderr)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "ftmatrix.trainers.architecture"],
@@ -189,6 +209,10 @@ def _architecture(configs: list[JobConfig]) -> list[tuple[str, str]]:
         tail = done.stderr.strip().splitlines()[-1:] if done is not None else [reason]
         print(f"preflight: models not checked: {' '.join(tail)}", file=sys.stderr)
         return []
+    return _problems(found)
+
+
+def _problems(found: list) -> list[tuple[str, str]]:
     return [(key, message) for problems in found for key, message in problems]
 
 

@@ -287,7 +287,7 @@ def run(
     """Run the search of every selected grid point to its budget; the exit code
     (0 done, 1 some trial failed, 2 bad input, 130 interrupted)."""
     points = select(plan.jobs, options.only)
-    if not attempt.checked(points, plan=plan, root=root, display=display):
+    if not attempt.checked(points, plan=plan, root=root, display=display, launcher=launcher):
         return 2
     store.prepare(plan, root)
     storage = studies.storage(root)

@@ -210,6 +210,52 @@ def test_run_refuses_what_the_architecture_contradicts_before_any_job(tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
+def test_the_fork_server_checks_the_models_as_a_process_of_its_own_does(tmp_path):
+    """The runner's fork server has torch imported already: the same problems, found in
+    a forked child instead of a fresh interpreter (several seconds a run)."""
+    from ftmatrix.runner.launchers.forkserver import ForkServerLauncher
+
+    bad = dict(TINY_VIT, image_size=4, config={**TINY_VIT["config"], "hidden_szie": 32})
+    path = matrix(
+        tmp_path,
+        f"""\
+        name: t
+        base:
+          data: {{builtin: digits}}
+          model: {json.dumps(bad)}
+          lora: {{enabled: true, target_modules: [query, attn]}}
+        """,
+    )
+    p = plan.load_plan(path)
+    where = {"root": tmp_path / "runs", "base_dir": tmp_path, "matrix": path}
+    forked = preflight.check(p.jobs, models=ForkServerLauncher().check_models, **where)
+    assert len(forked) == 3 and any("hidden_szie" in f for f in forked), forked
+    assert forked == preflight.check(p.jobs, **where)
+
+
+def test_a_model_check_that_cannot_answer_falls_back_to_a_process(tmp_path, monkeypatch, capsys):
+    def answer(args, **kwargs):
+        return subprocess.CompletedProcess(args, 0, stdout='[[["lora.r", "seen"]]]', stderr="")
+
+    def broken(payload, *, timeout):
+        raise EOFError("the child died")
+
+    monkeypatch.setattr(preflight.subprocess, "run", answer)
+    path = matrix(
+        tmp_path,
+        """\
+        name: t
+        base:
+          data: {builtin: digits}
+          model: {name: org/model, source: hf, pretrained: false}
+        """,
+    )
+    p = plan.load_plan(path)
+    found = preflight.check(p.jobs, root=tmp_path / "runs", base_dir=tmp_path, models=broken)
+    assert found == ["lora.r: seen"]
+    assert "checking models in a process of its own (the child died)" in capsys.readouterr().err
+
+
 @pytest.fixture
 def models_fine(monkeypatch):
     """The architecture process answers "no problem" at once (these tests are about data)."""

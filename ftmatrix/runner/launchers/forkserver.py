@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import multiprocessing
 import os
 import signal
@@ -41,6 +42,25 @@ def forked_job(job_dir: str, env: dict[str, str], lock) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def checked_models(payload: str, conn) -> None:
+    """Runs in a child of the fork server: pre-flight's model check (a JSON list of job
+    configs -> a list of problem lists, as `python -m ftmatrix.trainers.architecture`),
+    sent back through `conn`; its output goes nowhere (the runner prints the problems)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        from ftmatrix.config import JobConfig
+        from ftmatrix.trainers.architecture import check
+
+        found = [check(JobConfig.model_validate(c)) for c in json.loads(payload)]
+        conn.send(("ok", found))
+    except BaseException as err:  # the runner falls back to a process of its own
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+    finally:
+        os._exit(0)
 
 
 class Forked(process.FollowedHandle):
@@ -72,6 +92,27 @@ class ForkServerLauncher:
 
     def warm(self) -> None:
         threading.Thread(target=forkserver.ensure_running, daemon=True).start()
+
+    def check_models(self, payload: str, *, timeout: float) -> list:
+        """Pre-flight's model check in a child of the server, which has imported torch
+        and transformers already: a fraction of a second where a fresh interpreter
+        takes several. Raises when it cannot answer (the caller then asks a process of
+        its own)."""
+        receive, send = self.ctx.Pipe(duplex=False)
+        child = self.ctx.Process(target=checked_models, args=(payload, send), daemon=True)
+        child.start()
+        send.close()
+        try:
+            if not receive.poll(timeout):
+                child.kill()
+                raise TimeoutError(f"no answer in {timeout:g} s")
+            status, value = receive.recv()  # EOFError: the child died first
+        finally:
+            receive.close()
+            child.join(5)
+        if status != "ok":
+            raise RuntimeError(value)
+        return value
 
     def start(self, job_dir: Path, *, env: dict[str, str], lock_fd: int) -> Forked:
         job_dir = job_dir.resolve()
