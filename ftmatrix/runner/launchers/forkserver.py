@@ -29,7 +29,9 @@ from ftmatrix.runner.launchers import process
 
 # Imported once by the server (and by the warm server); `ftmatrix.trainers.job` is the
 # entry every job calls: an import path older servers resolve too, so it stays.
-PRELOAD = ["torch", "torchvision", "transformers", "peft", "ftmatrix.trainers.job"]
+# `ftmatrix.trainers` first: it quiets a library's import-time warning (see there).
+PRELOAD = ["ftmatrix.trainers", "torch", "torchvision", "transformers", "peft"]
+PRELOAD += ["ftmatrix.trainers.job"]
 
 
 def forked_job(job_dir: str, env: dict[str, str], lock) -> None:
