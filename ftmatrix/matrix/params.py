@@ -14,16 +14,14 @@ id. Trials of a search are sampled at run time and are not checked here.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ftmatrix import custom
 from ftmatrix.matrix.jobs import Job
+from ftmatrix.matrix.load import MatrixError, read_yaml
 from ftmatrix.matrix.problems import Problems
 from ftmatrix.matrix.spec import MatrixSpec, assignments
 
@@ -69,14 +67,14 @@ def _validator(path: Path, problems: Problems) -> Any:
     from jsonschema.exceptions import SchemaError
     from jsonschema.validators import validator_for
 
-    try:
-        text = path.read_text(encoding="utf-8")
-        schema = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except FileNotFoundError:
+    if not path.is_file():
         problems.add(AT, "params_schema", f"schema file {path} does not exist")
         return None
-    except (OSError, ValueError, yaml.YAMLError) as err:  # UnicodeDecodeError: a ValueError
-        problems.add(AT, "params_schema", f"schema file {path} cannot be read: {err}")
+    try:  # YAML 1.2 (of which JSON is a part), as matrices and search spaces are read
+        schema, _ = read_yaml(path)
+    except MatrixError as err:
+        reason = "; ".join(map(str, err.problems))
+        problems.add(AT, "params_schema", f"schema file {path} cannot be read: {reason}")
         return None
     if not isinstance(schema, (dict, bool)):
         kind = type(schema).__name__

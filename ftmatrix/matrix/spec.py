@@ -157,7 +157,7 @@ SWITCHED = ("data.augment", "lora", "train.early_stopping", "distill")
 def ignored_settings(spec: MatrixSpec, positions: Positions) -> list[Problem]:
     """Settings of a switched section (augmentation, LoRA, early stopping, distillation)
     given while no job of the matrix turns that section on: they would be ignored."""
-    written = list(_assignments(spec))
+    written = list(assignments(spec))
     problems = []
     for section in SWITCHED:
         switch = f"{section}.enabled"
@@ -211,12 +211,6 @@ def _true(value: Any) -> bool:
 
 
 def assignments(spec: MatrixSpec):
-    """(dotted path, values it may take, YAML path where it is written) for every
-    setting the matrix writes (base, axes, includes, the search space)."""
-    return _assignments(spec)
-
-
-def _assignments(spec: MatrixSpec):
     """(dotted path, values it may take, where it is written) for every setting the
     matrix writes: in base, grid and zip axes, include entries and the search space."""
     yield from _flat("", spec.base, ("base",))

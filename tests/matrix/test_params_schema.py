@@ -160,3 +160,21 @@ def test_a_missing_model_module_is_refused_by_validate(tmp_path: Path):
     path.write_text(path.read_text().replace("pmodel:Params", "nomodule_xyz:Params"))
     ((line, key, message),) = problems(path)
     assert (line, key, message) == (2, "params_schema", "module 'nomodule_xyz' cannot be found")
+
+
+def test_a_yaml_schema_is_read_as_yaml_1_2_like_the_matrix(tmp_path: Path):
+    """`on` is a key (YAML 1.1 would make it true) and a duplicate key is refused at its
+    line in the schema file, as in matrices and search spaces."""
+    (tmp_path / "schema.yaml").write_text("type: object\nproperties:\n  on: {type: integer}\n")
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "name: ps\nparams_schema: schema.yaml\n"
+        "base:\n  script: {command: ['true']}\n  params: {'on': x}\n"
+    )
+    assert problems(path) == [
+        (5, "params.on", "'x' is not of type 'integer' (params_schema schema.yaml)")
+    ]
+    (tmp_path / "schema.yaml").write_text("type: object\ntype: array\n")
+    ((line, key, message),) = problems(path)
+    assert (line, key) == (2, "params_schema")
+    assert f"{tmp_path / 'schema.yaml'}:2:1: type: duplicate key 'type'" in message
