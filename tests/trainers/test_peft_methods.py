@@ -53,6 +53,15 @@ def _wrapped(task: str, lora: dict):
     return peft_methods.wrap(built.model, cfg.lora, head=built.head, task=cfg.task), built
 
 
+def nudge(model, scale: float) -> None:
+    """Move every adapter weight away from its (often no-op) init, so that a reloaded
+    adapter that lost a weight predicts differently."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(scale * torch.randn_like(p))
+
+
 @pytest.mark.parametrize("method", sorted(VIT))
 def test_vit_trainable_parameters_by_hand_and_as_peft_counts(method):
     model, _ = _wrapped("image", {"method": method})
@@ -79,10 +88,7 @@ def test_saved_adapter_loads_through_peft_with_the_same_predictions(method, tmp_
     from peft import PeftModel
 
     model, _ = _wrapped("image", {"method": method})
-    with torch.no_grad():  # move every adapter weight away from its (often no-op) init
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.05 * torch.randn_like(p))
+    nudge(model, 0.05)
     model.eval()
     x = torch.randn(3, 3, 32, 32)
     before = model(pixel_values=x).logits
@@ -100,10 +106,7 @@ def test_saved_text_adapter_loads_through_peft_with_the_same_predictions(method,
     from peft import PeftModel
 
     model, _ = _wrapped("text", {"method": method})
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.05 * torch.randn_like(p))
+    nudge(model, 0.05)
     model.eval()
     ids = torch.randint(5, 500, (3, 8), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
@@ -200,10 +203,7 @@ def test_prefix_tuning_on_a_causal_lm_counts_as_peft_and_reloads_with_the_same_p
     # a key and a value of width 64 per layer (2) and virtual token (8); the LM frozen
     assert model.get_nb_trainable_parameters() == (2 * 2 * 8 * 64, 2 * 2 * 8 * 64 + _total(base))
     assert models.count_parameters(model) == model.get_nb_trainable_parameters()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.5 * torch.randn_like(p))
+    nudge(model, 0.5)
     model.eval()
     ids = torch.randint(3, 18, (3, 10), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
