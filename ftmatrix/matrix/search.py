@@ -130,6 +130,17 @@ class Dist:
         log = self.kind in ("loguniform", "qloguniform")
         return self.value(trial.suggest_float(name, low, high, log=log))
 
+    def describe(self) -> str:
+        """How the setting is drawn, as `plan` shows it: `train.lr loguniform [0.0001,
+        0.1]`, `train.epochs int [2, 6] step 2`, `train.batch_size choice [16, 32]`."""
+        if self.kind == "choice":
+            return f"{self.path} choice [{', '.join(map(str, self.values))}]"
+        low, high = self.range()
+        text = f"{self.path} {self.kind} [{low:g}, {high:g}]"
+        if self.step is not None and self.step != 1:
+            text += f" {'q' if self.kind.startswith('q') else 'step'} {self.step:g}"
+        return text
+
     def range(self) -> tuple[float, float]:
         """[low, high] of a range (any kind but choice)."""
         assert self.low is not None and self.high is not None, self

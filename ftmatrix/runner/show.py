@@ -64,7 +64,7 @@ def _summary(plan: Plan, states: list[str]) -> str:
         summary += f"; {merged} matrix points were identical to another and merged"
     if plan.search and plan.spec is not None and plan.spec.search is not None:
         search = plan.spec.search
-        over = ", ".join(d.path for d in plan.search)
+        over = ", ".join(d.describe() for d in plan.search)
         summary = (
             f"{len(plan.jobs)} grid point(s) x {search.trials} {search.strategy} trials over "
             f"{over}, {search.direction} {search.metric}: trials are drawn when the matrix "

@@ -339,3 +339,25 @@ def test_both_bounds_of_a_native_and_an_nni_space_are_validated_in_a_space_file(
     problems = refused_at(path)
     assert "(got 50" in problems["train.lr"][1]
     assert "greater than 0" in problems["train.epochs"][1]
+
+
+def test_plan_shows_how_each_setting_is_drawn_with_reversed_nni_bounds_in_order(tmp_path):
+    from typer.testing import CliRunner
+
+    from ftmatrix.cli import app
+
+    space = {
+        "lr": {"_type": "loguniform", "_value": [0.1, 0.0001]},
+        "batch_size": {"_type": "choice", "_value": [16, 32]},
+        "epochs": {"_type": "randint", "_value": [2, 7]},
+        "label_smoothing": {"_type": "quniform", "_value": [0.3, 0.0, 0.1]},
+    }
+    path = write(tmp_path, MATRIX + "  space_file: s.json\n", **{"s.json": json.dumps(space)})
+    result = CliRunner().invoke(app, ["plan", str(path)])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert (
+        "5 tpe trials over train.lr loguniform [0.0001, 0.1], train.batch_size choice "
+        "[16, 32], train.epochs int [2, 6], train.loss.label_smoothing quniform [0, 0.3] "
+        "q 0.1, maximize test.accuracy"
+    ) in out
