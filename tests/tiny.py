@@ -13,6 +13,7 @@ on `sys.path` first.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -86,21 +87,22 @@ TINY_LLAMA: dict[str, Any] = {
 
 
 def image_job(**train: Any) -> dict[str, Any]:
-    """A JobConfig as data: TINY_VIT on 400 digits, one epoch; `train` overrides."""
+    """A JobConfig as data: TINY_VIT on 400 digits, one epoch; `train` overrides. Its
+    own copy: a test may change it (TINY_VIT itself is shared by every test)."""
     return {
         "task": "image-classification",
         "data": {"builtin": "digits", "limit": 400},
-        "model": TINY_VIT,
+        "model": copy.deepcopy(TINY_VIT),
         "train": {"epochs": 1, "batch_size": 64, "lr": 0.01, **train},
     }
 
 
 def text_job(path: Path, **train: Any) -> dict[str, Any]:
-    """A JobConfig as data: TINY_BERT on the texts at `path`, one epoch."""
+    """A JobConfig as data: TINY_BERT on the texts at `path`, one epoch (its own copy)."""
     return {
         "task": "text-classification",
         "data": {"path": str(path)},
-        "model": TINY_BERT,
+        "model": copy.deepcopy(TINY_BERT),
         "train": {"epochs": 1, "batch_size": 16, "lr": 0.003, **train},
     }
 
