@@ -17,10 +17,7 @@ from .helpers import Runner, ids, job_pids, starts, wait_for
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["forkserver", "spawn", "pool", "server"])
-def runner(request) -> Runner:
-    """Every runner test runs with each launcher (the runner's fork server, a fresh
-    interpreter, the warm server of `ftmatrix server start`) and with a pool of two."""
+def launched(request) -> Runner:
     if request.param == "pool":
         return Runner("forkserver", ["--workers", "2"])
     if request.param == "server":
@@ -28,7 +25,24 @@ def runner(request) -> Runner:
     return Runner(request.param)
 
 
-def test_a_matrix_runs_to_done_and_an_edit_reruns_only_what_changed(tiny, runner):
+@pytest.fixture(params=["forkserver", "spawn", "pool", "server"])
+def runner(request) -> Runner:
+    """The runner tests about signals, resume and failures run with each launcher (the
+    runner's fork server, a fresh interpreter, the warm server of `ftmatrix server
+    start`) and with a pool of two."""
+    return launched(request)
+
+
+@pytest.fixture(params=["forkserver", "pool", "server"])
+def forked(request) -> Runner:
+    """Those about what the runner decides (what reruns, locks, reading results) run
+    without the fresh-interpreter launcher: it starts and follows its jobs through the
+    same `process` module as the others, tested above, at 5-7 s of imports a job."""
+    return launched(request)
+
+
+def test_a_matrix_runs_to_done_and_an_edit_reruns_only_what_changed(tiny, forked):
+    runner = forked
     first = runner(tiny)
     out = first.communicate(timeout=300)[0]
     assert first.returncode == 0, out
@@ -132,7 +146,8 @@ def test_ctrl_c_exits_130_and_the_next_run_resumes(tiny, runner):
     assert "start epoch=2 " in starts(tiny, first)[-1]
 
 
-def test_two_runners_on_one_matrix_run_each_job_once(tiny, runner):
+def test_two_runners_on_one_matrix_run_each_job_once(tiny, forked):
+    runner = forked
     a, b = runner(tiny), runner(tiny)
     out_a, out_b = a.communicate(timeout=300)[0], b.communicate(timeout=300)[0]
     assert a.returncode == 0, out_a
@@ -140,7 +155,8 @@ def test_two_runners_on_one_matrix_run_each_job_once(tiny, runner):
     assert all(len(starts(tiny, i)) == 1 for i in ids(tiny))
 
 
-def test_sigkill_while_a_result_is_written_never_reads_half_a_result(tiny, runner):
+def test_sigkill_while_a_result_is_written_never_reads_half_a_result(tiny, forked):
+    runner = forked
     first, second, *_ = ids(tiny)
     root = tiny.parent / "runs" / "tiny"
     proc = runner(tiny, env={"FTMATRIX_FAULT": f"sleep@result:{second}"})
