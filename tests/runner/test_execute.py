@@ -35,9 +35,10 @@ def runner(request) -> Runner:
 
 @pytest.fixture(params=["forkserver", "pool", "server"])
 def forked(request) -> Runner:
-    """Those about what the runner decides (what reruns, locks, reading results) run
-    without the fresh-interpreter launcher: it starts and follows its jobs through the
-    same `process` module as the others, tested above, at 5-7 s of imports a job."""
+    """Those about what the runner decides (what reruns, locks, reading results,
+    resuming a checkpoint) run without the fresh-interpreter launcher: it starts and
+    follows its jobs through the same `process` module as the others (its signals,
+    failures and re-attach are tested above), at 5-7 s of imports a job."""
     return launched(request)
 
 
@@ -83,7 +84,8 @@ def test_failures_are_classified_the_rest_finish_and_retry_reruns_only_them(tiny
     assert all(len(starts(tiny, i)) == 2 for i in (crash, nan, hang))
 
 
-def test_sigkill_of_runner_and_job_mid_job_resumes_from_the_checkpoint(tiny, runner):
+def test_sigkill_of_runner_and_job_mid_job_resumes_from_the_checkpoint(tiny, forked):
+    runner = forked
     first, second, *_ = ids(tiny)
     root = tiny.parent / "runs" / "tiny"
     proc = runner(tiny, env={"FTMATRIX_FAULT": f"sleep@3:{second}"})
