@@ -9,13 +9,14 @@ the planner never imports: here it is only found (like `function:`); the runner'
 pre-flight validates the params in a separate process (runner/params_model.py).
 
 The schema says what a job may be given, not what it computes: it is no part of a job's
-id. Trials of a search are sampled at run time and are not checked here.
+id. A search over `params.*` has both ends of each range (or every choice) checked.
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ftmatrix import custom
 from ftmatrix.matrix.jobs import Job
 from ftmatrix.matrix.load import MatrixError, read_yaml
 from ftmatrix.matrix.problems import Problems
+from ftmatrix.matrix.search import Dist
 from ftmatrix.matrix.spec import MatrixSpec, assignments
 
 AT = ("params_schema",)
@@ -36,8 +38,16 @@ def is_model(ref: str) -> bool:
     return not ref.lower().endswith(SCHEMA_SUFFIXES) and MODEL.match(ref) is not None
 
 
-def check(jobs: list[Job], *, spec: MatrixSpec, base_dir: Path, problems: Problems) -> None:
-    """Report each job's params that its schema refuses (see the module's docstring)."""
+def check(
+    jobs: list[Job],
+    *,
+    spec: MatrixSpec,
+    base_dir: Path,
+    problems: Problems,
+    searched: Sequence[Dist] = (),
+) -> None:
+    """Report each job's params that its schema refuses (see the module's docstring),
+    and each end of a searched `params.*` range (or choice) that it would refuse."""
     ref = spec.params_schema
     if ref is None or not jobs:
         return
@@ -49,6 +59,7 @@ def check(jobs: list[Job], *, spec: MatrixSpec, base_dir: Path, problems: Proble
     validator = _validator(base_dir / ref, problems)
     if validator is None:
         return
+    _check_searched(validator, jobs[0], searched, ref=ref, problems=problems)
     written = list(assignments(spec))
     seen: set[tuple[tuple, str, str]] = set()
     for job in jobs:
@@ -58,6 +69,30 @@ def check(jobs: list[Job], *, spec: MatrixSpec, base_dir: Path, problems: Proble
                 if (origin, key, message) not in seen:
                     seen.add((origin, key, message))
                     problems.add(origin, key, f"{message} (params_schema {ref})")
+
+
+def _check_searched(
+    validator: Any, job: Job, searched: Sequence[Dist], *, ref: str, problems: Problems
+) -> None:
+    """Every bound or choice of a searched params setting, put into the first job's
+    params, must satisfy the schema (as every bound of a search is a valid setting):
+    otherwise the search would spend its budget on trials the script refuses."""
+    for d in searched:
+        if not d.path.startswith("params."):
+            continue
+        keys = d.path.split(".")[1:]
+        for value in d.bounds():
+            params = copy.deepcopy(job.config.params or {})
+            parent = params
+            for k in keys[:-1]:
+                parent = parent.setdefault(k, {}) if isinstance(parent, dict) else {}
+            parent[keys[-1]] = value
+            for error in validator.iter_errors(params):
+                if [str(p) for p in error.absolute_path][: len(keys)] == keys:
+                    message = f"{value!r} (a value the search draws): {error.message}"
+                    at = ("search", "space", d.path)
+                    problems.add(at, f"search.space.{d.path}", f"{message} (params_schema {ref})")
+                    break
 
 
 def _validator(path: Path, problems: Problems) -> Any:

@@ -97,7 +97,7 @@ def expand(
         base_dir = Path(path).parent if path else Path(".")
         owncode.check(jobs, base=spec.base, base_dir=base_dir, problems=report)
         components.check(jobs, base=spec.base, base_dir=base_dir, problems=report)
-        params.check(jobs, spec=spec, base_dir=base_dir, problems=report)
+        params.check(jobs, spec=spec, base_dir=base_dir, problems=report, searched=dists)
     if raise_now and found:
         raise MatrixError(found)
     return Plan(

@@ -178,3 +178,31 @@ def test_a_yaml_schema_is_read_as_yaml_1_2_like_the_matrix(tmp_path: Path):
     ((line, key, message),) = problems(path)
     assert (line, key) == (2, "params_schema")
     assert f"{tmp_path / 'schema.yaml'}:2:1: type: duplicate key 'type'" in message
+
+
+def test_both_ends_and_every_choice_of_a_searched_param_are_checked(tmp_path: Path):
+    """A search over params.* is checked as its grid values are: a range end or a choice
+    the schema refuses would spend the budget on trials the script refuses."""
+    path = matrix(
+        tmp_path,
+        "search:\n  trials: 4\n  metric: test.accuracy\n  space:\n"
+        "    params.width: {int: [0, 64]}\n"  # line 10
+        "    params.act: {choice: [relu, tanh, gelu]}\n"  # line 11
+        "    params.depth: {int: [1, 4]}\n",  # not in the schema's properties: anything goes
+    )
+    assert problems(path) == [
+        (
+            10,
+            "search.space.params.width",
+            "0 (a value the search draws): 0 is less than the minimum of 1 "
+            "(params_schema schema.json)",
+        ),
+        (
+            11,
+            "search.space.params.act",
+            "'tanh' (a value the search draws): 'tanh' is not one of ['relu', 'gelu'] "
+            "(params_schema schema.json)",
+        ),
+    ]
+    path.write_text(path.read_text().replace("[0, 64]", "[1, 64]").replace("tanh, ", ""))
+    assert [j.id for j in plan.load_plan(path).jobs]
