@@ -189,7 +189,7 @@ def _architecture(configs: list[JobConfig], ask: ModelCheck | None) -> list[tupl
     if ask is not None:
         try:
             return _problems(ask(payload, timeout=ARCHITECTURE_TIMEOUT))
-        except (OSError, EOFError, RuntimeError, TimeoutError) as err:
+        except (OSError, EOFError, ValueError, RuntimeError, TimeoutError) as err:
             print(f"preflight: checking models in a process of its own ({err})", file=sys.stderr)
     try:
         done = subprocess.run(

@@ -227,11 +227,16 @@ def _patch(cfg: JobConfig, config) -> Problems:
     return []
 
 
+def check_all(payload: str) -> list[Problems]:
+    """A JSON list of job configs -> each one's problems. Run here by `main`, or in a
+    child of a server that imported torch already (the runner's fork server, the warm
+    server): the same answer."""
+    return [check(JobConfig.model_validate(c)) for c in json.loads(payload)]
+
+
 def main() -> int:
     """stdin: a JSON list of job configs; stdout: a JSON list of problem lists."""
-    configs = json.load(sys.stdin)
-    found = [check(JobConfig.model_validate(c)) for c in configs]
-    json.dump(found, sys.stdout)
+    json.dump(check_all(sys.stdin.read()), sys.stdout)
     return 0
 
 

@@ -137,3 +137,37 @@ def test_an_older_runner_still_starts_the_server_by_its_old_module_path(tmp_path
     finally:
         warm.stop()
         old.wait(30)
+
+
+def test_the_warm_server_checks_the_models_as_a_process_of_its_own_does(
+    warm_server, monkeypatch, tmp_path, capsys
+):
+    """Pre-flight asks the server (torch imported already) instead of starting an
+    interpreter: the same problems; the server, which counts no job for it, serves on."""
+    import json
+    import textwrap
+
+    from ftmatrix.matrix import plan
+    from ftmatrix.runner import preflight
+    from tests.tiny import TINY_VIT
+
+    monkeypatch.setenv("FTMATRIX_SERVER_DIR", warm_server["FTMATRIX_SERVER_DIR"])
+    launcher = choice.choose("server")
+    bad = dict(TINY_VIT, image_size=4, config={**TINY_VIT["config"], "hidden_szie": 32})
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        textwrap.dedent(f"""\
+        name: t
+        base:
+          data: {{builtin: digits}}
+          model: {json.dumps(bad)}
+          lora: {{enabled: true, target_modules: [query, attn]}}
+        """)
+    )
+    jobs = plan.load_plan(path).jobs
+    where = {"root": tmp_path / "runs", "base_dir": tmp_path, "matrix": path}
+    served = preflight.check(jobs, models=launcher.check_models, **where)
+    assert "process of its own" not in capsys.readouterr().err  # the server answered
+    assert len(served) == 3 and any("hidden_szie" in s for s in served), served
+    assert served == preflight.check(jobs, **where)
+    assert warm.ping(launcher.path)["jobs"] == 0

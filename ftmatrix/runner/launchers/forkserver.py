@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import multiprocessing
 import os
 import signal
@@ -51,18 +50,22 @@ def checked_models(payload: str, conn) -> None:
     configs -> a list of problem lists, as `python -m ftmatrix.trainers.architecture`),
     sent back through `conn`; its output goes nowhere (the runner prints the problems)."""
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        from ftmatrix.config import JobConfig
-        from ftmatrix.trainers.architecture import check
+        quiet()
+        from ftmatrix.trainers.architecture import check_all
 
-        found = [check(JobConfig.model_validate(c)) for c in json.loads(payload)]
-        conn.send(("ok", found))
+        conn.send(("ok", check_all(payload)))
     except BaseException as err:  # the runner falls back to a process of its own
         conn.send(("error", f"{type(err).__name__}: {err}"))
     finally:
         os._exit(0)
+
+
+def quiet() -> None:
+    """This process's output goes nowhere (a model check's: the runner prints what it
+    found, not what the libraries say while building the models)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
 
 
 class Forked(process.FollowedHandle):

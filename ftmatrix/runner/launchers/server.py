@@ -1,6 +1,7 @@
 """The warm job server process (`ftmatrix server start` runs
 `python -m ftmatrix.runner.launchers.server --idle SECONDS`): import once, listen on the
-socket named by the code's fingerprint, fork the jobs runners send, report each exit.
+socket named by the code's fingerprint, fork the jobs runners send, report each exit;
+answer pre-flight's model checks from a forked child.
 See launchers/warm.py for the protocol and the runner's side."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from ftmatrix.runner.launchers import process
-from ftmatrix.runner.launchers.forkserver import PRELOAD
+from ftmatrix.runner.launchers.forkserver import PRELOAD, quiet
 from ftmatrix.runner.launchers.warm import IDLE_MINUTES, MESSAGE, address, fingerprint
 
 
@@ -120,6 +121,11 @@ def _answer(conn: socket.socket, *, server: _Server, selector) -> None:
         conn.close()
         server.stopping.append(0)
         return
+    if "models" in message:
+        if os.fork() == 0:
+            _models(message["models"], conn=conn, server=server, selector=selector)
+        conn.close()  # the child answers; reaped like a job, but no runner waits on it
+        return
     pid = os.fork()
     if pid == 0:
         _job(message, conn=conn, server=server, selector=selector)  # never returns
@@ -150,6 +156,31 @@ def _job(message: dict, *, conn: socket.socket, server: _Server, selector) -> No
         sys.stderr.flush()
     finally:
         os._exit(code)
+
+
+def _models(payload: str, *, conn: socket.socket, server: _Server, selector) -> None:
+    """In a forked child: pre-flight's model check, answered on `conn`."""
+    reply: dict = {"error": "no answer"}
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        selector.close()
+        for sock in (server.listener, server.exited, server.wake, *server.jobs.values()):
+            sock.close()
+        quiet()
+        from ftmatrix.trainers.architecture import check_all
+
+        reply = {"ok": check_all(payload)}
+    except BaseException as err:  # the runner checks the models in a process of its own
+        reply = {"error": f"{type(err).__name__}: {err}"}
+    finally:
+        data = json.dumps(reply).encode()
+        if len(data) > MESSAGE:
+            data = json.dumps({"error": f"an answer of {len(data)} bytes"}).encode()
+        with contextlib.suppress(OSError):
+            conn.send(data)
+        os._exit(0)
 
 
 def _reap(jobs: dict[int, socket.socket]) -> None:

@@ -23,6 +23,9 @@ One connection per request; SOCK_SEQPACKET keeps each JSON message whole:
     {"job_dir": ..., "env": {...}} + the lock fd  ->  {"pid": N}, later {"exit": CODE}
     {"ping": true}                                ->  {"pid": ..., "jobs": n, ...}
     {"stop": true}                                ->  {"stopping": true}
+    {"models": JSON list of job configs}          ->  {"ok": problems} or {"error": ...}
+
+The last is pre-flight's model check (runner/preflight.py), in a forked child.
 """
 
 from __future__ import annotations
@@ -189,6 +192,16 @@ class ServerLauncher:
             else:
                 return self._send(conn, job_dir, env=env, lock_fd=lock_fd)
         return self.fallback.start(job_dir, env=env, lock_fd=lock_fd)
+
+    def check_models(self, payload: str, *, timeout: float) -> list:
+        """Pre-flight's model check in a child of the server (see ForkServerLauncher's);
+        raises when the server cannot answer."""
+        if self.fallback is not None:
+            return self.fallback.check_models(payload, timeout=timeout)
+        reply = request(self.path, {"models": payload}, timeout=timeout)
+        if "ok" not in reply:
+            raise RuntimeError(reply.get("error", f"no answer: {reply}"))
+        return reply["ok"]
 
     def _send(self, conn, job_dir: Path, *, env: dict[str, str], lock_fd: int) -> Served:
         process.log_header(job_dir, "warm server")
