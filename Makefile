@@ -24,7 +24,7 @@ demo: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/ftmatrix run matrices/quickstart.yaml
 	$(BIN)/ftmatrix report matrices/quickstart.yaml --rows lora.enabled --cols train.lr
 
-# Everything, as CI runs it (about 20 minutes on 2 cores; the Slurm tests need
+# Everything, as CI runs it (about 24 minutes on 2 cores; the Slurm tests need
 # scripts/slurm-local.sh start, and skip without a cluster).
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
