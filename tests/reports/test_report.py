@@ -14,15 +14,13 @@ from ftmatrix.cli import app
 from ftmatrix.reports import tables
 from ftmatrix.reports.collect import load
 from ftmatrix.reports.report import latex, results_csv, write
+from tests.trackers.runs import write_plan
 
 
 def make_run(root: Path, jobs: list[dict], axes: list[str], name: str = "study") -> Path:
     """jobs: {id, settings, state, acc, f1, error, per_class, curves, seconds}."""
     root.mkdir(parents=True)
-    entries = []
     for job in jobs:
-        label = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in job["settings"].items())
-        entries.append({"id": job["id"], "label": label, "settings": job["settings"]})
         folder = root / job["id"]
         if job["state"] == "pending":
             continue
@@ -68,9 +66,7 @@ def make_run(root: Path, jobs: list[dict], axes: list[str], name: str = "study")
             ]
             (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
         (folder / "result.json").write_text(json.dumps(result))
-    (root / "plan.json").write_text(
-        json.dumps({"name": name, "description": "a test study", "axes": axes, "jobs": entries})
-    )
+    write_plan(root, jobs, axes=axes, name=name)
     return root
 
 

@@ -14,6 +14,7 @@ from ftmatrix.cli import app
 from ftmatrix.reports import plots, tables
 from ftmatrix.reports.collect import load
 from ftmatrix.reports.report import write
+from tests.trackers.runs import write_plan
 
 CLASSES = ["ants", "bees"]
 # 276 of 368 ants right, 300 of 332 bees
@@ -40,10 +41,7 @@ def epoch_line(e: int, *, val_loss: float | None = None) -> dict:
 def study(root: Path, jobs: list[dict], axes: list[str]) -> Path:
     """jobs: {id, settings, acc, topk?, tested_by?, tested?, seconds?, spike?}."""
     root.mkdir(parents=True)
-    entries = []
     for job in jobs:
-        label = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in job["settings"].items())
-        entries.append({"id": job["id"], "label": label, "settings": job["settings"]})
         folder = root / job["id"]
         folder.mkdir()
         (folder / "config.json").write_text("{}")
@@ -78,8 +76,7 @@ def study(root: Path, jobs: list[dict], axes: list[str]) -> Path:
         if job.get("spike"):
             lines[1] = epoch_line(2, val_loss=3e6)  # a diverged epoch
         (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    plan = {"name": root.name, "axes": axes, "jobs": entries}
-    (root / "plan.json").write_text(json.dumps(plan))
+    write_plan(root, jobs, axes=axes, name=root.name)
     return root
 
 

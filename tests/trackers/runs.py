@@ -105,6 +105,17 @@ def result(job_id: str, state: str, acc: float, epochs: int, classes: list[str])
     )
 
 
+def write_plan(root: Path, jobs: list[dict], *, axes: list[str], name: str = "study") -> None:
+    """plan.json listing `jobs` ({id, settings}), each labelled as the planner labels it
+    (`lr=0.1 lora=r8`: the last part of each varying key)."""
+    entries = []
+    for job in jobs:
+        label = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in job["settings"].items())
+        entries.append(PlanEntry(id=job["id"], label=label, settings=job["settings"]))
+    plan = PlanFile(name=name, description="a test study", axes=axes, jobs=entries)
+    (root / PLAN).write_text(plan.model_dump_json())
+
+
 def write_run(
     root: Path,
     jobs: list[dict],
@@ -115,10 +126,7 @@ def write_run(
 ) -> Path:
     """jobs: {id, settings, state (done|failed|pruned|pending), acc, epochs=3}."""
     root.mkdir(parents=True, exist_ok=True)
-    entries = []
     for job in jobs:
-        label = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in job["settings"].items())
-        entries.append(PlanEntry(id=job["id"], label=label, settings=job["settings"]))
         if job["state"] == "pending":
             continue
         folder = root / job["id"]
@@ -133,8 +141,7 @@ def write_run(
         if job["state"] == "done":
             (folder / WEIGHTS).mkdir(exist_ok=True)
             (folder / WEIGHTS / "model.safetensors").write_bytes(b"weights")
-    plan = PlanFile(name=name, description="a test study", axes=axes, jobs=entries)
-    (root / PLAN).write_text(plan.model_dump_json())
+    write_plan(root, jobs, axes=axes, name=name)
     return root
 
 
