@@ -34,6 +34,15 @@ def leaves(data: Any, path: tuple = ()) -> list[tuple]:
     return found
 
 
+# every fuzz test: 60 shipped-matrix mutations, no per-example deadline (planning a
+# 90-job matrix takes a while on a busy machine)
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
 def mutate(data: Any, path: tuple, value: Any, drop: bool) -> None:
     parent = data
     for key in path[:-1]:
@@ -44,11 +53,7 @@ def mutate(data: Any, path: tuple, value: Any, drop: bool) -> None:
         parent[path[-1]] = value
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@FUZZ
 @given(
     index=st.integers(min_value=0, max_value=len(MATRICES) - 1),
     pick=st.floats(min_value=0, max_value=1, exclude_max=True),
@@ -113,11 +118,7 @@ def swap_type(value: Any) -> Any:
     return [value]
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@FUZZ
 @given(
     index=st.integers(min_value=0, max_value=len(MATRICES) - 1),
     pick=st.floats(min_value=0, max_value=1, exclude_max=True),
