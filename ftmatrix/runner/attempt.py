@@ -30,7 +30,7 @@ from ftmatrix.result import (
     read_progress,
     write_json_atomic,
 )
-from ftmatrix.runner import preflight, store
+from ftmatrix.runner import params_model, preflight, store
 from ftmatrix.runner.launchers.process import Handle, Launcher
 from ftmatrix.runner.progress import Plain
 
@@ -95,6 +95,7 @@ def checked(
         matrix=plan.path,
         models=getattr(launcher, "check_models", None),
     )
+    problems += params_model.check(plan, jobs)  # params_schema: module:Model, own process
     for p in problems:
         display.console.print(f"preflight: {p}", markup=False, highlight=False, soft_wrap=True)
     if problems:

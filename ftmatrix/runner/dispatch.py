@@ -25,7 +25,7 @@ from rich.console import Console
 from ftmatrix.matrix import plan as planning
 from ftmatrix.matrix.executors import ExecutorSpec, SlurmSpec
 from ftmatrix.matrix.select import SelectError, select
-from ftmatrix.runner import local, params_model, progress, show, slurm, store, tune
+from ftmatrix.runner import local, progress, show, slurm, store, tune
 from ftmatrix.runner.attempt import Options
 from ftmatrix.runner.launchers import choice
 
@@ -156,12 +156,6 @@ def run(request: Request, *, console: Console) -> Outcome:
         select(plan.jobs, request.only)
     except SelectError as err:
         raise Refused(str(err)) from None
-    refused = params_model.check(plan)  # params_schema: module:Model, in its own process
-    if refused:
-        for problem in refused:
-            console.print(f"preflight: {problem}", markup=False, highlight=False, soft_wrap=True)
-        console.print(f"{len(refused)} problem(s) before the first job; nothing was run.")
-        return Outcome(2)
     display = progress.display(console, quiet=request.quiet)
     target = report_target(request, plan)
     if spec is not None:

@@ -20,20 +20,21 @@ import sys
 from typing import Any
 
 from ftmatrix.matrix import params
+from ftmatrix.matrix.jobs import Job, Plan
 from ftmatrix.matrix.load import MatrixError, read
-from ftmatrix.matrix.plan import Plan
 from ftmatrix.matrix.spec import assignments
 
 TIMEOUT = 300  # seconds for importing the user's module and validating every params
 
 
-def check(plan: Plan) -> list[str]:
-    """'file:line:col: key: message' for each params the matrix's pydantic model refuses;
-    [] when there is none to check (no params_schema, or a JSON Schema: validate's)."""
+def check(plan: Plan, jobs: list[Job]) -> list[str]:
+    """'file:line:col: key: message' for each params of `jobs` (the ones about to run)
+    the matrix's pydantic model refuses; [] when there is none to check (no
+    params_schema, or a JSON Schema: validate's)."""
     model = plan.spec.params_schema if plan.spec is not None else None
-    if model is None or not params.is_model(model) or not plan.jobs:
+    if model is None or not params.is_model(model) or not jobs:
         return []
-    distinct = {json.dumps(j.config.params, sort_keys=True): j.config.params for j in plan.jobs}
+    distinct = {json.dumps(j.config.params, sort_keys=True): j.config.params for j in jobs}
     request = {
         "model": model,
         "code_dir": str(plan.path.parent.resolve()),
